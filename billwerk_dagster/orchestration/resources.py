@@ -1,0 +1,132 @@
+"""Dagster resources: the Billwerk account and the warehouse dlt loads into."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dlt
+from dagster import ConfigurableResource, EnvVar
+from pydantic import Field
+
+from billwerk_dagster.billwerk.client import BillwerkConnection
+from billwerk_dagster.billwerk.endpoints import MAX_PAGE_SIZE
+from billwerk_dagster.orchestration.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "https://sandbox.billwerk.com"
+# jsonl is several times faster and leaner than dlt's default insert_values here.
+LOADER_FILE_FORMAT = "jsonl"
+
+
+class BillwerkResource(ConfigurableResource):
+    """One Billwerk account: host, OAuth client and how patiently to talk to it."""
+
+    base_url: str = Field(default=DEFAULT_BASE_URL, description="sandbox, live or own domain")
+    client_id: str = Field(description="OAuth2 client id (BILLWERK_CLIENT_ID)")
+    client_secret: str = Field(description="OAuth2 client secret (BILLWERK_CLIENT_SECRET)")
+    legal_entity_id: str | None = Field(default=None, description="X-SELECTED-LEGAL-ENTITY-ID")
+    page_size: int = Field(default=MAX_PAGE_SIZE, description="records per request, 2..500")
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 60.0
+    max_attempts: int = Field(default=6, description="tries per request before failing")
+    backoff_seconds: float = Field(default=10.0, description="first wait after an HTTP error")
+    max_backoff_seconds: float = Field(default=120.0, description="longest wait between tries")
+
+    def connection(self) -> BillwerkConnection:
+        """The validated connection; a `BillwerkConfigError` names the setting to fix."""
+        return BillwerkConnection(
+            base_url=self.base_url,
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            legal_entity_id=self.legal_entity_id or None,
+            page_size=self.page_size,
+            connect_timeout_seconds=self.connect_timeout_seconds,
+            read_timeout_seconds=self.read_timeout_seconds,
+            max_attempts=self.max_attempts,
+            backoff_seconds=self.backoff_seconds,
+            max_backoff_seconds=self.max_backoff_seconds,
+        )
+
+    @classmethod
+    def from_env(cls) -> BillwerkResource:
+        """Wired to the environment; the id and secret stay `EnvVar`s, resolved at run time."""
+        page_size = os.environ.get("BILLWERK_PAGE_SIZE")
+        return cls(
+            base_url=os.environ.get("BILLWERK_BASE_URL") or DEFAULT_BASE_URL,
+            client_id=EnvVar("BILLWERK_CLIENT_ID"),
+            client_secret=EnvVar("BILLWERK_CLIENT_SECRET"),
+            legal_entity_id=os.environ.get("BILLWERK_LEGAL_ENTITY_ID") or None,
+            page_size=int(page_size) if page_size else MAX_PAGE_SIZE,
+        )
+
+
+class WarehouseResource(ConfigurableResource):
+    """Where dlt loads: DuckDB by default, any dlt destination by name.
+
+    For a destination other than DuckDB, dlt reads its credentials from its own config,
+    e.g. `DESTINATION__POSTGRES__CREDENTIALS`.
+    """
+
+    destination: str = "duckdb"
+    duckdb_path: str
+    pipelines_dir: str
+    dataset_name: str = "billwerk"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WarehouseResource:
+        return cls(
+            destination=settings.destination,
+            duckdb_path=str(settings.duckdb_path),
+            pipelines_dir=str(settings.pipelines_dir),
+            dataset_name=settings.dataset_name,
+        )
+
+    @property
+    def is_duckdb(self) -> bool:
+        return self.destination == "duckdb"
+
+    def pipeline(self, name: str) -> dlt.Pipeline:
+        """The dlt pipeline `name`, its working folder under `pipelines_dir`."""
+        # Telemetry would phone home from every run; keep the runs self-contained.
+        dlt.config["runtime.dlthub_telemetry"] = False
+        destination: object = self.destination
+        if self.is_duckdb:
+            Path(self.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
+            destination = dlt.destinations.duckdb(credentials=self.duckdb_path)
+        return dlt.pipeline(
+            pipeline_name=name,
+            pipelines_dir=self.pipelines_dir,
+            destination=destination,
+            dataset_name=self.dataset_name,
+        )
+
+    @contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """Serialize writers of the DuckDB file across processes.
+
+        DuckDB allows one writing process per file, and dagster-dlt resets a pipeline's
+        working folder at each run, so two runs at once would fail on the file lock or on
+        each other's state. A Dagster pool does the same job when the instance sets a
+        limit; this lock holds when it does not (a fresh DAGSTER_HOME, `materialize()`).
+        """
+        if not self.is_duckdb:
+            yield
+            return
+        lock_path = Path(f"{self.duckdb_path}.writer.lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                logger.info("Another run is writing %s; waiting for it", self.duckdb_path)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)

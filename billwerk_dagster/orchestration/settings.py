@@ -1,0 +1,62 @@
+"""The project's settings, read from the environment once, when definitions are built.
+
+Only settings needed to *define* assets live here (start date, where the warehouse is).
+Credentials are not read here: they reach the Billwerk resource through `EnvVar` at run
+time, so loading the definitions needs none and the UI never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+from billwerk_dagster.billwerk.errors import BillwerkConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_START_DATE = date(2024, 1, 1)
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+# Not "billwerk.duckdb": a file named like the dataset makes DuckDB's catalog ambiguous.
+DEFAULT_DUCKDB_FILE = "warehouse.duckdb"
+DATASET_NAME = "billwerk"
+
+
+@dataclass(frozen=True)
+class Settings:
+    start_date: date
+    destination: str
+    duckdb_path: Path
+    pipelines_dir: Path
+    dataset_name: str = DATASET_NAME
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        data_dir = Path(env.get("BILLWERK_DATA_DIR") or DEFAULT_DATA_DIR)
+        return cls(
+            start_date=parse_start_date(env.get("BILLWERK_START_DATE")),
+            destination=env.get("BILLWERK_DESTINATION") or "duckdb",
+            duckdb_path=Path(env.get("BILLWERK_DUCKDB_PATH") or data_dir / DEFAULT_DUCKDB_FILE),
+            pipelines_dir=Path(env.get("BILLWERK_PIPELINES_DIR") or data_dir / "dlt_pipelines"),
+        )
+
+
+def parse_start_date(value: str | None) -> date:
+    """`BILLWERK_START_DATE` as a date: YYYY-MM-DD, not in the future."""
+    if not value:
+        return DEFAULT_START_DATE
+    try:
+        start = date.fromisoformat(value.strip())
+    except ValueError:
+        raise BillwerkConfigError(
+            f"BILLWERK_START_DATE must be a date as YYYY-MM-DD, got {value!r}."
+        ) from None
+    today = datetime.now(timezone.utc).date()
+    if start > today:
+        raise BillwerkConfigError(
+            f"BILLWERK_START_DATE {start} lies in the future (today is {today} UTC): set it to "
+            "the day of your account's first invoice or order."
+        )
+    return start
