@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dlt
+from dlt.common.destination import Destination
 from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 
@@ -22,6 +23,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_BASE_URL = "https://sandbox.billwerk.com"
 # jsonl is several times faster and leaner than dlt's default insert_values here.
 LOADER_FILE_FORMAT = "jsonl"
+REPLACE_STRATEGY = "insert-from-staging"
 
 
 class BillwerkResource(ConfigurableResource):
@@ -95,10 +97,17 @@ class WarehouseResource(ConfigurableResource):
         """The dlt pipeline `name`, its working folder under `pipelines_dir`."""
         # Telemetry would phone home from every run; keep the runs self-contained.
         dlt.config["runtime.dlthub_telemetry"] = False
-        destination: object = self.destination
+        credentials: str | None = None
         if self.is_duckdb:
             Path(self.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
-            destination = dlt.destinations.duckdb(credentials=self.duckdb_path)
+            credentials = self.duckdb_path
+        destination = Destination.from_reference(
+            self.destination,
+            credentials=credentials,
+            # Snapshots load into a staging table and swap in one transaction, so a failed
+            # load leaves the previous snapshot whole instead of a truncated table.
+            replace_strategy=REPLACE_STRATEGY,
+        )
         return dlt.pipeline(
             pipeline_name=name,
             pipelines_dir=self.pipelines_dir,

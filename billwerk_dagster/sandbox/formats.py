@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -24,20 +24,12 @@ _PARAM_RE = re.compile(
     re.ASCII,
 )
 
-# Money travels through json.dumps as a string holding a NUL and the cents; the NUL cannot
-# occur in real data unescaped, so the pattern only ever matches a placeholder.
-_MONEY_RE = re.compile(r'"\\u0000(-?\d+)"')
+# Money travels through the JSON encoder as a string wrapped in control characters, which
+# the encoder escapes; stripping the escaped wrapper and its quotes leaves a bare number.
+_OPEN, _CLOSE = "\x00\x01", "\x01\x00"
+_OPEN_JSON, _CLOSE_JSON = '"\\u0000\\u0001', '\\u0001\\u0000"'
 
 _day_names: dict[int, str] = {}
-
-
-class Money:
-    """An amount in cents that serializes as a JSON number with two decimals."""
-
-    __slots__ = ("cents",)
-
-    def __init__(self, cents: int) -> None:
-        self.cents = cents
 
 
 def day_ticks(day: date) -> int:
@@ -52,7 +44,7 @@ def tick_day(ticks: int) -> date:
 
 def now_ticks() -> int:
     """The current wall-clock time as ticks."""
-    return int(datetime.now(timezone.utc).timestamp() * TICKS_PER_SECOND)
+    return int(datetime.now(UTC).timestamp() * TICKS_PER_SECOND)
 
 
 def format_ticks(ticks: int) -> str:
@@ -96,18 +88,27 @@ def format_money(cents: int) -> str:
     return f"{sign}{whole}.{part:02d}"
 
 
+def money(cents: int) -> str:
+    """A record value that `to_json` writes as a JSON number with two decimals."""
+    if cents >= 0:
+        return f"{_OPEN}{cents // 100}.{cents % 100:02d}{_CLOSE}"
+    return f"{_OPEN}{format_money(cents)}{_CLOSE}"
+
+
 def _json_default(value: object) -> str:
-    if isinstance(value, Money):
-        return f"\x00{value.cents}"
+    # Callers may insert records holding Decimal amounts; they are money too.
     if isinstance(value, Decimal):
-        return f"\x00{int(value.scaleb(2).to_integral_value())}"
+        return money(int(value.scaleb(2).to_integral_value()))
     msg = f"cannot write {type(value).__name__} into a sandbox record"
     raise TypeError(msg)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default)
+
+
 def to_json(record: dict[str, Any]) -> bytes:
     """Serialize one record once, with Unicode kept as UTF-8 and money with two decimals."""
-    text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=_json_default)
-    if "\\u0000" in text:
-        text = _MONEY_RE.sub(lambda m: format_money(int(m.group(1))), text)
+    text = _ENCODER.encode(record)
+    if _OPEN_JSON in text:
+        text = text.replace(_OPEN_JSON, "").replace(_CLOSE_JSON, "")
     return text.encode("utf-8")

@@ -7,9 +7,11 @@ characters `"` and `\\`, so that every layer of the pipeline has to keep text in
 
 from __future__ import annotations
 
+Names = tuple[str, ...]
 # (country code, language, locale, first names, last names, cities, streets)
-REGIONS: tuple[tuple[str, str, str, tuple[str, ...], tuple[str, ...], tuple[str, ...],
-                     tuple[str, ...]], ...] = (
+Region = tuple[str, str, str, Names, Names, Names, Names]
+
+REGIONS: tuple[Region, ...] = (
     (
         "DE",
         "de",
