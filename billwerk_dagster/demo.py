@@ -85,7 +85,9 @@ def row_counts(settings: Settings) -> dict[str, int]:
             [settings.dataset_name],
         ).fetchall()
         return {
-            name: db.execute(f'select count(*) from "{settings.dataset_name}"."{name}"').fetchone()[0]  # type: ignore[index]
+            name: db.execute(f'select count(*) from "{settings.dataset_name}"."{name}"').fetchone()[
+                0
+            ]  # type: ignore[index]
             for (name,) in tables
         }
 

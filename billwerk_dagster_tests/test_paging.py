@@ -3,6 +3,7 @@ and a server that ignores the cursor. Pages are handed to it as dlt's client wou
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -69,15 +70,17 @@ def test_a_deleted_cursor_record_does_not_drop_the_next_one() -> None:
 def test_a_server_ignoring_the_cursor_is_an_error_not_a_loop() -> None:
     paginator = FromCursorPaginator(3)
     paginator.update_state(_response(), _ids(9, 8, 7))
-    with pytest.raises(BillwerkResponseError, match=r"/api/v1/invoices .*does not honour the cursor"):
+    with pytest.raises(
+        BillwerkResponseError, match=r"/api/v1/invoices .*does not honour the cursor"
+    ):
         paginator.update_state(_response(), _ids(9, 8, 7))
 
 
 def test_window_bounds_are_inclusive_to_the_last_tick_of_the_day() -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     window = Window(
-        datetime(2024, 1, 31, tzinfo=timezone.utc), datetime(2024, 2, 1, tzinfo=timezone.utc)
+        datetime(2024, 1, 31, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
     )
     assert window.date_from == "2024-01-31T00:00:00.0000000Z"
     assert window.date_to == "2024-01-31T23:59:59.9999999Z"

@@ -61,8 +61,10 @@ class BillwerkConnection:
                 f"BILLWERK_PAGE_SIZE must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE} "
                 f"(Billwerk's maximum `take`), got {self.page_size}."
             )
-        for name, value in (("BILLWERK_CLIENT_ID", self.client_id),
-                            ("BILLWERK_CLIENT_SECRET", self.client_secret)):
+        for name, value in (
+            ("BILLWERK_CLIENT_ID", self.client_id),
+            ("BILLWERK_CLIENT_SECRET", self.client_secret),
+        ):
             if not value:
                 raise BillwerkConfigError(f"{name} is empty: set it to your OAuth client's value.")
         if self.max_attempts < 1:

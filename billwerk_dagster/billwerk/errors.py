@@ -34,3 +34,13 @@ class BillwerkApiError(BillwerkError):
 class BillwerkResponseError(BillwerkError):
     """The API answered something a list endpoint never should: not JSON, not a list, or a
     page that does not start at the requested cursor."""
+
+
+def find_billwerk_error(error: BaseException) -> BillwerkError | None:
+    """Our error inside the wrappers dlt puts around whatever a source raises."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, BillwerkError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -9,7 +9,7 @@ shift a page; records sharing one timestamp are told apart by Id.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from dlt.sources.helpers.rest_client.paginators import BasePaginator
 from requests import Request, Response
@@ -32,7 +32,7 @@ class FromCursorPaginator(BasePaginator):
         self.cursor: str | None = None
 
     def init_request(self, request: Request) -> None:
-        request.params[PAGE_SIZE_PARAM] = self.page_size
+        _params(request)[PAGE_SIZE_PARAM] = self.page_size
 
     def update_state(self, response: Response, data: list[Any] | None = None) -> None:
         page = data if data is not None else []
@@ -46,7 +46,7 @@ class FromCursorPaginator(BasePaginator):
             self.cursor = str(page[-1][PRIMARY_KEY])
 
     def update_request(self, request: Request) -> None:
-        request.params[CURSOR_PARAM] = self.cursor
+        _params(request)[CURSOR_PARAM] = self.cursor
 
     def _drop_repeated_record(self, response: Response, page: list[Any]) -> None:
         # Ids order like creation time, and lists run newest first, so a page may begin
@@ -68,3 +68,8 @@ class FromCursorPaginator(BasePaginator):
 
     def __str__(self) -> str:
         return f"{type(self).__name__}(page_size={self.page_size}, cursor={self.cursor!r})"
+
+
+def _params(request: Request) -> dict[str, Any]:
+    # dlt's client always builds the request with a params dict.
+    return cast(dict[str, Any], request.params)

@@ -16,10 +16,14 @@ from typing import Any
 
 import dlt
 from dlt.extract.resource import DltResource
-from dlt.extract.source import DltSource
 from requests import HTTPError, RequestException
 
-from billwerk_dagster.billwerk.client import BillwerkClient, BillwerkConnection, build_client, raise_for_status
+from billwerk_dagster.billwerk.client import (
+    BillwerkClient,
+    BillwerkConnection,
+    build_client,
+    raise_for_status,
+)
 from billwerk_dagster.billwerk.endpoints import (
     DATE_FROM_PARAM,
     DATE_TO_PARAM,
@@ -75,6 +79,7 @@ def _fetch_pages(
     stats: EndpointStats,
 ) -> Iterator[list[dict[str, Any]]]:
     """Every page of one list, newest first, with failures turned into clear errors."""
+
     def count_request(response: Any, *args: Any, **kwargs: Any) -> None:
         stats.requests += 1 + len(response.history)
 
@@ -103,7 +108,11 @@ def _fetch_pages(
 
     logger.info(
         "Fetched %s %s in %s pages, %s requests, %.1fs",
-        stats.records, endpoint.name, stats.pages, stats.requests, stats.seconds,
+        stats.records,
+        endpoint.name,
+        stats.pages,
+        stats.requests,
+        stats.seconds,
     )
 
 
@@ -165,7 +174,8 @@ def _endpoint_resource(
 
         generator = windowed_records
 
-    return dlt.resource(
+    # The generators above differ in signature, which dlt's overloads cannot express.
+    return dlt.resource(  # type: ignore[call-overload,no-any-return]
         generator,
         name=endpoint.name,
         primary_key=PRIMARY_KEY,

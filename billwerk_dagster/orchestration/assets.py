@@ -5,7 +5,6 @@
 a single run. Asset dependencies are the data's foreign keys, read from the endpoint table.
 """
 
-
 from collections.abc import Iterator
 from datetime import date
 
@@ -15,6 +14,7 @@ from dagster import (
     AssetSpec,
     BackfillPolicy,
     Failure,
+    IntMetadataValue,
     MaterializeResult,
     MetadataValue,
 )
@@ -28,7 +28,7 @@ from billwerk_dagster.billwerk.endpoints import (
     WINDOWED_ENDPOINTS,
     Endpoint,
 )
-from billwerk_dagster.billwerk.errors import BillwerkError
+from billwerk_dagster.billwerk.errors import BillwerkError, find_billwerk_error
 from billwerk_dagster.billwerk.source import SyncStats, billwerk_source
 from billwerk_dagster.billwerk.window import Window
 from billwerk_dagster.orchestration.partitions import daily_partitions, window_of
@@ -61,11 +61,15 @@ class BillwerkTranslator(DagsterDltTranslator):
         endpoint = ENDPOINTS[data.resource.name]
         deps = [asset_key(ENDPOINTS[endpoint.references[0]])] if endpoint.references else []
         kind = "daily by creation time" if endpoint.windowed else "full snapshot"
-        return super().get_asset_spec(data).replace_attributes(
-            key=asset_key(endpoint),
-            deps=deps,
-            group_name=GROUP,
-            description=f"Billwerk /{endpoint.path}, {kind}, table {GROUP}.{endpoint.name}.",
+        return (
+            super()
+            .get_asset_spec(data)
+            .replace_attributes(
+                key=asset_key(endpoint),
+                deps=deps,
+                group_name=GROUP,
+                description=f"Billwerk /{endpoint.path}, {kind}, table {GROUP}.{endpoint.name}.",
+            )
         )
 
 
@@ -84,13 +88,11 @@ def _load(
         raise Failure(description=str(e)) from None
 
     stats = SyncStats()
-    source = billwerk_source(connection, window, stats).with_resources(
-        *(e.name for e in endpoints)
-    )
+    source = billwerk_source(connection, window, stats).with_resources(*(e.name for e in endpoints))
     if window is not None:
         context.log.info(f"Loading {', '.join(e.name for e in endpoints)} created in {window}")
 
-    with warehouse.writer_lock():
+    with warehouse.writer_lock(pipeline_name):
         try:
             results = list(
                 dlt.run(
@@ -101,7 +103,7 @@ def _load(
                 )
             )
         except Exception as e:
-            cause = _billwerk_cause(e)
+            cause = find_billwerk_error(e)
             if cause is None:
                 raise
             raise Failure(description=str(cause)) from e
@@ -110,7 +112,10 @@ def _load(
         assert result.asset_key is not None
         name = result.asset_key.path[-1]
         endpoint_stats = stats[name]
-        rows = int(result.metadata.get("rows_loaded", MetadataValue.int(0)).value or 0)
+        metadata = dict(result.metadata or {})
+        loaded = metadata.get("rows_loaded")
+        # dagster-dlt leaves rows_loaded out when it is zero.
+        rows = loaded.value if isinstance(loaded, IntMetadataValue) and loaded.value else 0
         if endpoint_stats.records == 0:
             context.log.warning(f"Billwerk listed no {name}" + (f" in {window}" if window else ""))
         context.log.info(
@@ -120,7 +125,7 @@ def _load(
         yield MaterializeResult(
             asset_key=result.asset_key,
             metadata={
-                **result.metadata,
+                **metadata,
                 "rows_loaded": MetadataValue.int(rows),
                 "records_fetched": MetadataValue.int(endpoint_stats.records),
                 "pages": MetadataValue.int(endpoint_stats.pages),
@@ -131,16 +136,6 @@ def _load(
         )
 
 
-def _billwerk_cause(error: BaseException) -> BillwerkError | None:
-    """dlt wraps what a source raises in its own step errors; find ours in the chain."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, BillwerkError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
 def build_assets(start_date: date, warehouse: WarehouseResource) -> list:
     """The two multi-assets, their partitions starting at `start_date`."""
     spec_source = billwerk_source(_SPEC_CONNECTION)
@@ -148,7 +143,7 @@ def build_assets(start_date: date, warehouse: WarehouseResource) -> list:
 
     @dlt_assets(
         dlt_source=spec_source.with_resources(*(e.name for e in SNAPSHOT_ENDPOINTS)),
-        dlt_pipeline=warehouse.pipeline(SNAPSHOT_PIPELINE),
+        dlt_pipeline=warehouse.pipeline(SNAPSHOT_PIPELINE, for_definitions=True),
         name=SNAPSHOT_PIPELINE,
         dagster_dlt_translator=translator,
         pool=WAREHOUSE_POOL,
@@ -165,7 +160,7 @@ def build_assets(start_date: date, warehouse: WarehouseResource) -> list:
 
     @dlt_assets(
         dlt_source=spec_source.with_resources(*(e.name for e in WINDOWED_ENDPOINTS)),
-        dlt_pipeline=warehouse.pipeline(WINDOWED_PIPELINE),
+        dlt_pipeline=warehouse.pipeline(WINDOWED_PIPELINE, for_definitions=True),
         name=WINDOWED_PIPELINE,
         dagster_dlt_translator=translator,
         partitions_def=daily_partitions(start_date),

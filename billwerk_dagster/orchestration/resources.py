@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import dlt
-from dlt.common.destination import Destination
 from dagster import ConfigurableResource, EnvVar
+from dlt.common.destination import Destination
 from pydantic import Field
 
 from billwerk_dagster.billwerk.client import BillwerkConnection
@@ -93,8 +93,13 @@ class WarehouseResource(ConfigurableResource):
     def is_duckdb(self) -> bool:
         return self.destination == "duckdb"
 
-    def pipeline(self, name: str) -> dlt.Pipeline:
-        """The dlt pipeline `name`, its working folder under `pipelines_dir`."""
+    def pipeline(self, name: str, *, for_definitions: bool = False) -> dlt.Pipeline:
+        """The dlt pipeline `name`, its working folder under `pipelines_dir`.
+
+        `for_definitions` gives the copy that `@dlt_assets` keeps for its asset specs, in a
+        folder of its own: a code server loading definitions must never touch the working
+        folder that a run is resetting at the same moment.
+        """
         # Telemetry would phone home from every run; keep the runs self-contained.
         dlt.config["runtime.dlthub_telemetry"] = False
         credentials: str | None = None
@@ -108,32 +113,37 @@ class WarehouseResource(ConfigurableResource):
             # load leaves the previous snapshot whole instead of a truncated table.
             replace_strategy=REPLACE_STRATEGY,
         )
+        pipelines_dir = Path(self.pipelines_dir)
         return dlt.pipeline(
             pipeline_name=name,
-            pipelines_dir=self.pipelines_dir,
+            pipelines_dir=str(pipelines_dir / "definitions" if for_definitions else pipelines_dir),
             destination=destination,
             dataset_name=self.dataset_name,
         )
 
     @contextmanager
-    def writer_lock(self) -> Iterator[None]:
-        """Serialize writers of the DuckDB file across processes.
+    def writer_lock(self, pipeline_name: str | None = None) -> Iterator[None]:
+        """Serialize, across processes, the runs that would collide.
 
-        DuckDB allows one writing process per file, and dagster-dlt resets a pipeline's
-        working folder at each run, so two runs at once would fail on the file lock or on
-        each other's state. A Dagster pool does the same job when the instance sets a
-        limit; this lock holds when it does not (a fresh DAGSTER_HOME, `materialize()`).
+        DuckDB allows one writing process per file, so every DuckDB run (and reader) takes
+        one lock per file. Any destination: dagster-dlt resets a pipeline's working folder
+        at each run, so two runs of one pipeline on this machine take its lock. A Dagster
+        pool does the same job when the instance sets a limit; this lock holds when it does
+        not (a fresh DAGSTER_HOME, `materialize()` in tests).
         """
-        if not self.is_duckdb:
+        if self.is_duckdb:
+            lock_path = Path(f"{self.duckdb_path}.writer.lock")
+        elif pipeline_name is not None:
+            lock_path = Path(self.pipelines_dir) / f"{pipeline_name}.lock"
+        else:
             yield
             return
-        lock_path = Path(f"{self.duckdb_path}.writer.lock")
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         with lock_path.open("a") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                logger.info("Another run is writing %s; waiting for it", self.duckdb_path)
+                logger.info("Another run holds %s; waiting for it", lock_path)
                 fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

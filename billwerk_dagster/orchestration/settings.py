@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from billwerk_dagster.billwerk.errors import BillwerkConfigError
@@ -53,7 +53,7 @@ def parse_start_date(value: str | None) -> date:
         raise BillwerkConfigError(
             f"BILLWERK_START_DATE must be a date as YYYY-MM-DD, got {value!r}."
         ) from None
-    today = datetime.now(timezone.utc).date()
+    today = datetime.now(UTC).date()
     if start > today:
         raise BillwerkConfigError(
             f"BILLWERK_START_DATE {start} lies in the future (today is {today} UTC): set it to "
