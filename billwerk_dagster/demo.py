@@ -68,12 +68,23 @@ def demo_environment(url: str) -> dict[str, str]:
 
 
 def materialize(env: Mapping[str, str], selection: str, *extra: str) -> None:
+    """One `dagster asset materialize` call; its full output goes to a log file."""
     command = [
         sys.executable, "-m", "dagster", "asset", "materialize",
         "-m", "billwerk_dagster.definitions", "--select", selection, *extra,
     ]  # fmt: skip
+    log_name = selection.replace("/", "_").replace(",", "+")
+    log_path = DATA_DIR / "logs" / f"materialize-{log_name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     print(f"$ dagster asset materialize --select {selection} {' '.join(extra)}", flush=True)
-    subprocess.run(command, env=dict(env), cwd=PROJECT_ROOT, check=True)
+
+    started = time.monotonic()
+    with log_path.open("w") as log:
+        done = subprocess.run(command, env=dict(env), cwd=PROJECT_ROOT, stdout=log, stderr=log)
+    if done.returncode != 0:
+        print(log_path.read_text()[-4000:], file=sys.stderr)
+        raise SystemExit(f"materialization failed; the whole log is in {log_path}")
+    print(f"  done in {time.monotonic() - started:.0f}s (log: {log_path})", flush=True)
 
 
 def row_counts(settings: Settings) -> dict[str, int]:
