@@ -20,9 +20,7 @@ from billwerk_dagster.sandbox import (
     SandboxData,
 )
 
-ALL_DAYS = Window(
-    datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC)
-)
+ALL_DAYS = Window(datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 3, 1, tzinfo=UTC))
 
 
 def _connection(sandbox: Sandbox, secret: str = DEFAULT_CLIENT_SECRET) -> BillwerkConnection:

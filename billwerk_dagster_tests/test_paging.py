@@ -79,8 +79,6 @@ def test_a_server_ignoring_the_cursor_is_an_error_not_a_loop() -> None:
 def test_window_bounds_are_inclusive_to_the_last_tick_of_the_day() -> None:
     from datetime import datetime
 
-    window = Window(
-        datetime(2024, 1, 31, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC)
-    )
+    window = Window(datetime(2024, 1, 31, tzinfo=UTC), datetime(2024, 2, 1, tzinfo=UTC))
     assert window.date_from == "2024-01-31T00:00:00.0000000Z"
     assert window.date_to == "2024-01-31T23:59:59.9999999Z"

@@ -6,6 +6,7 @@ materialization reports."""
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -18,7 +19,7 @@ from billwerk_dagster.billwerk.endpoints import ENDPOINTS, INVOICES
 from billwerk_dagster.billwerk.window import Window
 from billwerk_dagster.orchestration.assets import asset_key
 from billwerk_dagster.sandbox import Sandbox, SandboxData
-from billwerk_dagster_tests.conftest import DAYS, START, Project
+from billwerk_dagster_tests.conftest import DAYS, START, Project, billwerk_for
 
 LAST_DAY = (START + timedelta(days=DAYS - 1)).isoformat()
 
@@ -227,3 +228,28 @@ def _table_counts(project: Project) -> dict[str, int]:
         "and table_name not like '\\_dlt%' escape '\\'"
     )
     return {t: project.rows(f"select count(*) from billwerk.{t}")[0][0] for (t,) in tables}
+
+
+def test_no_secret_or_token_reaches_files_logs_or_metadata(
+    settings: Any, sandbox_data: SandboxData, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "distinctive-s3cret-7f3a9c"
+    caplog.set_level(logging.DEBUG)
+    with Sandbox(sandbox_data, client_secret=secret) as sandbox:
+        project = Project(settings, billwerk_for(sandbox, client_secret=secret), _instance())
+        results = [project.load_snapshots(), project.load_days(START.isoformat(), LAST_DAY)]
+        tokens = sandbox.stats.tokens_issued
+
+    assert tokens
+    needles = [secret, *tokens]
+    texts = [caplog.text] + [repr(e) for r in results for e in r.all_events]
+    for needle in needles:
+        assert not any(needle in text for text in texts)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            content = path.read_bytes()
+            assert not any(n.encode() in content for n in needles), path
+
+
+def _instance() -> DagsterInstance:
+    return DagsterInstance.ephemeral()

@@ -100,8 +100,6 @@ class WarehouseResource(ConfigurableResource):
         folder of its own: a code server loading definitions must never touch the working
         folder that a run is resetting at the same moment.
         """
-        # Telemetry would phone home from every run; keep the runs self-contained.
-        dlt.config["runtime.dlthub_telemetry"] = False
         credentials: str | None = None
         if self.is_duckdb:
             Path(self.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
