@@ -208,7 +208,6 @@ def test_running_without_credentials_names_the_missing_variable(
             list(defs.assets or []),  # type: ignore[arg-type]
             resources=defs.resources,
             selection=["billwerk/customers"],
-            instance=DagsterInstance.ephemeral(),
         )
     assert sandbox.stats.token_requests == 0
 
@@ -235,8 +234,11 @@ def test_no_secret_or_token_reaches_files_logs_or_metadata(
 ) -> None:
     secret = "distinctive-s3cret-7f3a9c"
     caplog.set_level(logging.DEBUG)
-    with Sandbox(sandbox_data, client_secret=secret) as sandbox:
-        project = Project(settings, billwerk_for(sandbox, client_secret=secret), _instance())
+    with (
+        Sandbox(sandbox_data, client_secret=secret) as sandbox,
+        DagsterInstance.ephemeral() as instance,
+    ):
+        project = Project(settings, billwerk_for(sandbox, client_secret=secret), instance)
         results = [project.load_snapshots(), project.load_days(START.isoformat(), LAST_DAY)]
         tokens = sandbox.stats.tokens_issued
 
@@ -249,7 +251,3 @@ def test_no_secret_or_token_reaches_files_logs_or_metadata(
         if path.is_file():
             content = path.read_bytes()
             assert not any(n.encode() in content for n in needles), path
-
-
-def _instance() -> DagsterInstance:
-    return DagsterInstance.ephemeral()
