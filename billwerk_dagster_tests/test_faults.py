@@ -5,6 +5,7 @@ was. Request counts come from the sandbox, so a retry loop would show."""
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -169,3 +170,32 @@ def _invoices():  # type: ignore[no-untyped-def]
     from billwerk_dagster.orchestration.assets import asset_key
 
     return asset_key(INVOICES)
+
+
+def test_backoff_honours_retry_after_and_otherwise_grows(
+    settings: Settings, sandbox: Sandbox
+) -> None:
+    sandbox.faults.status(429, retry_after=1, endpoint=INVOICES.name, count=1)
+    sandbox.faults.status(503, endpoint=INVOICES.name, count=4)
+
+    with DagsterInstance.ephemeral() as instance:
+        billwerk = billwerk_for(sandbox, backoff_seconds=0.1, max_backoff_seconds=0.5)
+        Project(settings, billwerk, instance).materialize([_invoices()], FIRST)
+
+    times = [e.time for e in sandbox.stats.log if e.endpoint == INVOICES.name]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    # After the 429 its Retry-After (dlt caps it at the longest backoff); after each 503
+    # an exponential wait from the first backoff on, capped.
+    assert 0.5 <= gaps[0] < 1.0
+    assert 0.2 <= gaps[1] < gaps[2] < 0.5
+    assert 0.5 <= gaps[3] < 0.9
+
+
+def test_no_repr_of_the_configuration_shows_the_secret(sandbox: Sandbox) -> None:
+    from billwerk_dagster.billwerk.client import build_client
+
+    billwerk = billwerk_for(sandbox, client_secret="repr-s3cret")
+    connection = billwerk.connection()
+    client = build_client(connection)
+    for shown in (repr(billwerk), str(billwerk), repr(connection), repr(client.auth)):
+        assert "repr-s3cret" not in shown

@@ -31,7 +31,9 @@ class BillwerkResource(ConfigurableResource):
 
     base_url: str = Field(default=DEFAULT_BASE_URL, description="sandbox, live or own domain")
     client_id: str = Field(description="OAuth2 client id (BILLWERK_CLIENT_ID)")
-    client_secret: str = Field(description="OAuth2 client secret (BILLWERK_CLIENT_SECRET)")
+    client_secret: str = Field(
+        description="OAuth2 client secret (BILLWERK_CLIENT_SECRET)", repr=False
+    )
     legal_entity_id: str | None = Field(default=None, description="X-SELECTED-LEGAL-ENTITY-ID")
     page_size: int = Field(default=MAX_PAGE_SIZE, description="records per request, 2..500")
     connect_timeout_seconds: float = 10.0
