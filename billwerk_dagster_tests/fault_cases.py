@@ -33,22 +33,22 @@ TRANSIENT_FAULTS = [
     ),
     FaultCase(
         "429 without Retry-After",
-        _every(0.2),
-        lambda sb: sb.faults.status(429, rate=0.2, count=None),
+        _every(0.25),
+        lambda sb: sb.faults.status(429, rate=0.25, count=None),
     ),
-    FaultCase("502 HTML", _every(0.2), lambda sb: sb.faults.status(502, rate=0.2, count=None)),
+    FaultCase("502 HTML", _every(0.25), lambda sb: sb.faults.status(502, rate=0.25, count=None)),
     FaultCase("503 HTML", "3 in a row", lambda sb: sb.faults.status(503, count=3)),
-    FaultCase("connection dropped", _every(0.2), lambda sb: sb.faults.drop(rate=0.2, count=None)),
+    FaultCase("connection dropped", _every(0.25), lambda sb: sb.faults.drop(rate=0.25, count=None)),
     FaultCase("slow answer past timeout", "2 in a row", lambda sb: sb.faults.slow(1.5, count=2)),
     FaultCase(
         "body cut short (short read)",
-        _every(0.2),
-        lambda sb: sb.faults.truncate(rate=0.2, count=None),
+        _every(0.25),
+        lambda sb: sb.faults.truncate(rate=0.25, count=None),
     ),
     FaultCase(
         "body cut short (broken JSON)",
-        _every(0.2),
-        lambda sb: sb.faults.truncate(length_matches=True, rate=0.2, count=None),
+        _every(0.25),
+        lambda sb: sb.faults.truncate(length_matches=True, rate=0.25, count=None),
     ),
     FaultCase(
         "token revoked mid-run", "once, 3rd request", lambda sb: sb.faults.revoke_tokens(after=2), 3
