@@ -28,6 +28,8 @@ from billwerk_dagster.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
 DEMO_START = date(2024, 1, 1)
 DEMO_DAYS = 90
 DATA_DIR = PROJECT_ROOT / "data"
+INSTANCE_CONFIG = PROJECT_ROOT / "dagster.yaml"
+WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 
 
 @contextmanager
@@ -54,17 +56,54 @@ def running_sandbox(days: int, invoices: int) -> Iterator[str]:
 
 
 def demo_environment(url: str) -> dict[str, str]:
-    """The environment a user would set for a real account, pointed at the sandbox."""
-    dagster_home = DATA_DIR / "dagster_home"
-    dagster_home.mkdir(parents=True, exist_ok=True)
+    """The environment a user would set for a real account, pointed at the sandbox.
+
+    Dagster keeps its instance in data/dagster_home unless DAGSTER_HOME names another
+    folder; the repository's dagster.yaml (run queue, the warehouse pool) is linked into it.
+    """
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or DATA_DIR / "dagster_home")
+    link_instance_config(dagster_home)
     return {
         **os.environ,
         "BILLWERK_BASE_URL": url,
         "BILLWERK_CLIENT_ID": DEFAULT_CLIENT_ID,
         "BILLWERK_CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
         "BILLWERK_START_DATE": DEMO_START.isoformat(),
-        "DAGSTER_HOME": os.environ.get("DAGSTER_HOME") or str(dagster_home),
+        "DAGSTER_HOME": str(dagster_home),
     }
+
+
+def link_instance_config(dagster_home: Path) -> None:
+    """Point `dagster_home/dagster.yaml` at the repository's, unless a file of its own is there.
+
+    A link, not a copy: editing the repository's file changes the instance on next start.
+    """
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    config = dagster_home / INSTANCE_CONFIG.name
+    if config.exists() and not config.is_symlink():
+        if config.read_bytes() != INSTANCE_CONFIG.read_bytes():
+            print(f"Keeping {config}; the project's instance settings are in {INSTANCE_CONFIG}")
+        return
+    config.unlink(missing_ok=True)
+    config.symlink_to(INSTANCE_CONFIG)
+
+
+def open_ui(env: Mapping[str, str]) -> int:
+    """`dagster dev` (webserver and daemon) on the demo's instance, until Ctrl-C."""
+    # Started in DAGSTER_HOME: from the repository root, `dagster dev` would warn that the
+    # dagster.yaml it sees there is not used, though its link in DAGSTER_HOME is.
+    command = [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE)]
+    dagster_dev = subprocess.Popen(command, env=dict(env), cwd=env["DAGSTER_HOME"])
+    try:
+        return dagster_dev.wait()
+    except KeyboardInterrupt:
+        # Ctrl-C reached `dagster dev` as well; give it time to stop its own processes.
+        try:
+            dagster_dev.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            dagster_dev.terminate()
+            dagster_dev.wait(timeout=30)
+        return 0
 
 
 def materialize(env: Mapping[str, str], selection: str, *extra: str) -> None:
@@ -114,13 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         env = demo_environment(url)
         if args.ui:
             print(f"Billwerk sandbox at {url}; Dagster UI at http://127.0.0.1:3000", flush=True)
-            subprocess.run(
-                [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml"],
-                env=env,
-                cwd=PROJECT_ROOT,
-                check=False,
-            )
-            return 0
+            print(f"Dagster instance: {env['DAGSTER_HOME']} (Ctrl-C stops both)", flush=True)
+            return open_ui(env)
 
         started = time.monotonic()
         last_day = DEMO_START + timedelta(days=args.days - 1)
