@@ -30,5 +30,11 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
+## The benchmark: plain fetch versus the materialization, 20k and 200k invoices at 0 and
+## 200 ms latency; results in bench/results/. Options through ARGS, e.g.
+## make bench ARGS="--invoices 20000 --latency-ms 0".
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(ARGS)
+
 clean:
-	rm -rf $(VENV) data .dagster_home
+	rm -rf $(VENV) data

@@ -251,3 +251,12 @@ def test_no_secret_or_token_reaches_files_logs_or_metadata(
         if path.is_file():
             content = path.read_bytes()
             assert not any(n.encode() in content for n in needles), path
+
+
+def test_materializing_one_asset_of_a_pair_fetches_only_its_endpoint(
+    project: Project, sandbox: Sandbox
+) -> None:
+    project.materialize([asset_key(INVOICES)], START.isoformat())
+
+    assert sandbox.stats.requests.get("orders", 0) == 0
+    assert sandbox.stats.requests[INVOICES.name] >= 1
