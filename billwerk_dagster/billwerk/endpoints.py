@@ -34,10 +34,6 @@ class Endpoint:
     # (endpoint name, foreign-key field): the data's foreign keys are the asset deps.
     references: tuple[str, str] | None = None
 
-    @property
-    def primary_key(self) -> str:
-        return PRIMARY_KEY
-
 
 CUSTOMERS = Endpoint(name="customers", path="customers", created_field="CreatedAt", windowed=False)
 CONTRACTS = Endpoint(

@@ -26,10 +26,6 @@ class BillwerkAuthError(BillwerkError):
 class BillwerkApiError(BillwerkError):
     """An API request failed for good: after the retries, or with a non-transient status."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
 
 class BillwerkResponseError(BillwerkError):
     """The API answered something a list endpoint never should: not JSON, not a list, or a

@@ -46,8 +46,8 @@ class EndpointStats:
 
     records: int = 0
     pages: int = 0
-    requests: int = 0
-    seconds: float = 0.0
+    requests: int = 0  # HTTP answers, retries and 401 re-sends included
+    seconds: float = 0.0  # from the first request until the last page was handed on
 
 
 @dataclass
@@ -95,8 +95,7 @@ def _fetch_pages(
             stats.records += len(page)
             yield page
     except HTTPError as e:
-        status = e.response.status_code if e.response is not None else None
-        raise BillwerkApiError(_http_error_message(connection, endpoint, e), status=status) from e
+        raise BillwerkApiError(_http_error_message(connection, endpoint, e)) from e
     except RequestException as e:
         raise BillwerkApiError(
             f"Could not read /{endpoint.path} from {connection.host} after "
