@@ -60,13 +60,18 @@ def foreign_key_check_name(endpoint: Endpoint) -> str | None:
 
 
 def build_warehouse_checks() -> AssetChecksDefinition:
-    """Unique `id` in every table, and every foreign key found in its parent table."""
+    """Unique `id` in every table, and every foreign key found in its parent table.
+
+    Blocking: a failure fails the run, so `dagster asset materialize` exits non-zero and
+    nothing downstream is built on data known to be wrong.
+    """
     specs: list[AssetCheckSpec] = []
     evaluators: dict[AssetCheckKey, WarehouseCheck] = {}
     for endpoint in ENDPOINTS.values():
         unique = AssetCheckSpec(
             UNIQUE_CHECK,
             asset=asset_key(endpoint),
+            blocking=True,
             description=f"Every {PRIMARY_KEY} appears once in {endpoint.name}.",
         )
         specs.append(unique)
@@ -79,6 +84,7 @@ def build_warehouse_checks() -> AssetChecksDefinition:
                 name,
                 asset=asset_key(endpoint),
                 additional_deps=[asset_key(parent)],
+                blocking=True,
                 description=f"Every {endpoint.name} row's {endpoint.references[1]} is the "
                 f"{PRIMARY_KEY} of a row in {parent.name}.",
             )
