@@ -1,0 +1,86 @@
+"""One benchmark combination and the local sandbox that serves it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from billwerk_dagster.billwerk.window import Window
+from billwerk_dagster.orchestration.settings import PROJECT_ROOT
+
+SANDBOX_START_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Invoices and orders over `days` days from `start`, served with `latency_ms` per request."""
+
+    invoices: int
+    orders: int
+    days: int
+    latency_ms: float
+    start: date
+
+    @property
+    def last_day(self) -> date:
+        return self.start + timedelta(days=self.days - 1)
+
+    @property
+    def partition_range(self) -> str:
+        """The `--partition-range` argument that covers every day of the sandbox."""
+        return f"{self.start.isoformat()}...{self.last_day.isoformat()}"
+
+    @property
+    def window(self) -> Window:
+        """The one window a range run of all days fetches."""
+        start = datetime(self.start.year, self.start.month, self.start.day, tzinfo=UTC)
+        return Window(start=start, end=start + timedelta(days=self.days))
+
+    @property
+    def slug(self) -> str:
+        return f"{self.invoices}-{self.latency_ms:g}ms"
+
+    def describe(self) -> str:
+        return (
+            f"{self.invoices:,} invoices, {self.orders:,} orders, {self.days} days, "
+            f"{self.latency_ms:g} ms latency"
+        )
+
+
+@dataclass(frozen=True)
+class RunningSandbox:
+    url: str
+    pid: int
+
+
+@contextmanager
+def running_sandbox(workload: Workload, workdir: Path) -> Iterator[RunningSandbox]:
+    """The sandbox in its own process while the block runs."""
+    port_file = workdir / "sandbox.port"
+    port_file.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "billwerk_dagster.sandbox", "--port", "0",
+        "--port-file", str(port_file), "--start", workload.start.isoformat(),
+        "--days", str(workload.days), "--invoices", str(workload.invoices),
+        "--orders", str(workload.orders), "--latency-ms", f"{workload.latency_ms:g}",
+        "--log-level", "WARNING",
+    ]  # fmt: skip
+
+    with (workdir / "sandbox.log").open("w") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=log, cwd=PROJECT_ROOT)
+        try:
+            deadline = time.monotonic() + SANDBOX_START_TIMEOUT_S
+            while not port_file.exists() or not port_file.read_text().strip():
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the sandbox did not start; see {workdir / 'sandbox.log'}")
+                time.sleep(0.1)
+            yield RunningSandbox(f"http://127.0.0.1:{port_file.read_text().strip()}", server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
