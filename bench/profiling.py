@@ -27,11 +27,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.machine import ForeignCpu, wait_for_quiet
 from bench.report import variant_suffix
 from bench.workload import Workload, running_sandbox
 from billwerk_dagster.orchestration.settings import PROJECT_ROOT
 
 TOP = 10
+QUIET_CORES = 0.3
+QUIET_WAIT_S = 300
 # Package folders that name a group in the function tables; order matters ("dagster_dlt"
 # belongs to Dagster's side here, as the glue that turns dlt results into events).
 GROUPS = {
@@ -269,10 +272,13 @@ def profile_materialization(
         print(f"   extra environment: {extra_env}", flush=True)
     with running_sandbox(workload, workdir) as sandbox, environment(extra_env):
         url = sandbox.url
+        wait_for_quiet(sandbox.pid, QUIET_CORES, QUIET_WAIT_S)
+        others = ForeignCpu(sandbox.pid)
         with phase_clock() as clock:
             timed_wall = materialize_range(url, workload, workdir)
         timed_peak_mb = _peak_rss_mb()
-        print(f"   timed run {timed_wall:.2f} s", flush=True)
+        others_cores = others.cores()
+        print(f"   timed run {timed_wall:.2f} s; others used {others_cores:.2f} cores", flush=True)
 
         with profiling_all_threads() as profiles:
             profiled_wall = materialize_range(url, workload, workdir)
@@ -292,7 +298,8 @@ def profile_materialization(
         f"In-process `dagster.materialize` of the invoices+orders range "
         f"{workload.partition_range} on a SQLite-backed temporary instance, "
         f"{datetime.now(UTC).isoformat(timespec='seconds')}"
-        + (f", extra environment {extra_env}." if extra_env else "."),
+        + (f", extra environment {extra_env}." if extra_env else ".")
+        + f" Other processes used {others_cores:.2f} cores during the timed run.",
         "",
         "## Phases (exclusive wall time, no profiler)",
         "",

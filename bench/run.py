@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import subprocess
 import sys
 import tempfile
 from datetime import date
@@ -170,13 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         for invoices in args.invoices
         for latency in args.latency_ms
     ]
+    if args.profile and len(workloads) > 1:
+        # Peak RSS per phase is the process's high-water mark: one process per workload.
+        codes = [subprocess.run(_profile_command(args, w)).returncode for w in workloads]
+        return max(codes)
+
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="billwerk-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     if args.profile:
         from bench.profiling import profile_materialization
 
-        for workload in workloads:
-            profile_materialization(workload, workdir, args.results_dir, args.extra_env)
+        profile_materialization(workloads[0], workdir, args.results_dir, args.extra_env)
         _clean(workdir, args)
         return 0
 
@@ -188,6 +193,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"Some runs failed; their logs are kept under {workdir}", file=sys.stderr)
     return 1
+
+
+def _profile_command(args: argparse.Namespace, workload: Workload) -> list[str]:
+    command = [
+        sys.executable, "-m", "bench.run", "--profile",
+        "--invoices", str(workload.invoices), "--latency-ms", f"{workload.latency_ms:g}",
+        "--orders", str(workload.orders), "--days", str(workload.days),
+        "--start", workload.start.isoformat(), "--results-dir", str(args.results_dir),
+    ]  # fmt: skip
+    command += [f"--env={item}" for item in args.env]
+    if args.workdir is not None:
+        command += ["--workdir", str(args.workdir)]
+    return command + (["--keep"] if args.keep else [])
 
 
 def _clean(workdir: Path, args: argparse.Namespace) -> None:
