@@ -24,6 +24,7 @@ from billwerk_dagster.billwerk.endpoints import SNAPSHOT_ENDPOINTS, WINDOWED_END
 from billwerk_dagster.orchestration.assets import asset_key
 from billwerk_dagster.orchestration.settings import PROJECT_ROOT, Settings
 from billwerk_dagster.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from billwerk_dagster.sandbox.control import sandbox_process
 
 DEMO_START = date(2024, 1, 1)
 DEMO_DAYS = 90
@@ -35,24 +36,21 @@ WORKSPACE = PROJECT_ROOT / "workspace.yaml"
 @contextmanager
 def running_sandbox(days: int, invoices: int) -> Iterator[str]:
     """A sandbox in a subprocess for as long as the block runs; yields its URL."""
-    with tempfile.TemporaryDirectory() as tmp:
-        port_file = Path(tmp) / "port"
-        command = [
-            sys.executable, "-m", "billwerk_dagster.sandbox", "--port", "0",
-            "--port-file", str(port_file), "--start", DEMO_START.isoformat(),
-            "--days", str(days), "--invoices", str(invoices),
-        ]  # fmt: skip
-        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-        try:
-            deadline = time.monotonic() + 120
-            while not port_file.exists() or not port_file.read_text().strip():
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the local Billwerk sandbox did not start")
-                time.sleep(0.1)
-            yield f"http://127.0.0.1:{port_file.read_text().strip()}"
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        sandbox_process(
+            Path(tmp),
+            "--start",
+            DEMO_START.isoformat(),
+            "--days",
+            str(days),
+            "--invoices",
+            str(invoices),
+            "--log-level",
+            "INFO",
+        ) as url,  # fmt: skip
+    ):
+        yield url
 
 
 def demo_environment(url: str) -> dict[str, str]:

@@ -6,34 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
 
 from billwerk_dagster.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from billwerk_dagster.sandbox.control import sandbox_process
 
-
-@contextmanager
-def sandbox_process(folder: Path, *args: str) -> Iterator[str]:
-    """A sandbox subprocess for the block; yields its URL. `args` are its CLI flags."""
-    port_file = folder / "sandbox.port"
-    command = [
-        sys.executable, "-m", "billwerk_dagster.sandbox", "--port", "0",
-        "--port-file", str(port_file), "--log-level", "WARNING", *args,
-    ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while not (port_file.exists() and port_file.read_text().strip()):
-            assert server.poll() is None and time.monotonic() < deadline, "sandbox did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+__all__ = ["cli_environment", "finish", "materialize", "sandbox_process", "warehouse_rows"]
 
 
 def cli_environment(folder: Path, url: str, secret: str = DEFAULT_CLIENT_SECRET) -> dict[str, str]:

@@ -19,8 +19,14 @@ unauthenticated JSON routes:
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -153,3 +159,28 @@ class SandboxClient:
             detail = e.read()[:500].decode("utf-8", "replace")
             msg = f"sandbox control {method} {route} answered {e.code}: {detail}"
             raise RuntimeError(msg) from e
+
+
+@contextmanager
+def sandbox_process(folder: Path, *args: str) -> Iterator[str]:
+    """`python -m billwerk_dagster.sandbox` for the block; yields its URL.
+
+    `args` are its CLI flags; `folder` holds the port file it writes once serving.
+    """
+    port_file = folder / "sandbox.port"
+    port_file.unlink(missing_ok=True)
+    command = [
+        sys.executable, "-m", "billwerk_dagster.sandbox", "--port", "0",
+        "--port-file", str(port_file), "--log-level", "WARNING", *args,
+    ]  # fmt: skip
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the local Billwerk sandbox did not start")
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
