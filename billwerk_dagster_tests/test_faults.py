@@ -86,16 +86,18 @@ def test_a_fault_that_outlasts_the_retries_fails_naming_endpoint_status_and_atte
     message = _failure(result)
     assert "HTTP 503 for /invoices" in message
     assert "on all 6 attempts" in message
-    assert sandbox.stats.requests[INVOICES.name] == 1 + 6
+    # Each of the range's sub-windows (BILLWERK_WORKERS, 4) tried its first page 6 times.
+    assert sandbox.stats.requests[INVOICES.name] == 1 + 6 * 4
     assert project.ids(INVOICES.name) == before
 
 
 def test_a_server_ignoring_the_cursor_fails_instead_of_looping(
-    project: Project, sandbox: Sandbox
+    settings: Settings, sandbox: Sandbox
 ) -> None:
     sandbox.faults.ignore_from(endpoint=INVOICES.name, after=1)
 
-    result = project.materialize([INVOICES_KEY], FIRST, LAST, raise_on_error=False)
+    # One pager, so that the second request is the first to carry a cursor.
+    result = _invoices_with(settings, sandbox, FIRST, LAST, workers=1)
 
     assert "does not honour the cursor" in _failure(result)
     assert sandbox.stats.requests[INVOICES.name] == 2

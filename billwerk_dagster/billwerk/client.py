@@ -3,13 +3,15 @@
 dlt brings the paging loop, the retrying session (429, 5xx, dropped connections, with
 exponential backoff that honours `Retry-After`) and OAuth2. What Billwerk needs on top:
 money parsed as `Decimal` so it lands exact, a 200 with a body cut short counted as a
-transient fault, and errors that name the endpoint and the setting to fix.
+transient fault, one request rate for the whole sync, and errors that name the endpoint and
+the setting to fix.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -18,9 +20,11 @@ from urllib.parse import urlsplit
 from dlt.common import jsonpath
 from dlt.sources.helpers.requests.retry import Client
 from dlt.sources.helpers.rest_client import RESTClient
-from requests import HTTPError, Response
+from requests import HTTPError, PreparedRequest, Response
+from requests.adapters import HTTPAdapter
 
 from billwerk_dagster.billwerk.auth import TOKEN_PATH, BillwerkOAuth2
+from billwerk_dagster.billwerk.concurrency import RateLimiter
 from billwerk_dagster.billwerk.endpoints import MAX_PAGE_SIZE
 from billwerk_dagster.billwerk.errors import BillwerkConfigError, BillwerkResponseError, excerpt
 
@@ -29,6 +33,12 @@ logger = logging.getLogger(__name__)
 API_PATH = "api/v1/"
 LEGAL_ENTITY_HEADER = "X-SELECTED-LEGAL-ENTITY-ID"
 MIN_PAGE_SIZE = 2  # the `from` cursor repeats one record per page, so 1 would never advance
+DEFAULT_WORKERS = 4
+MAX_WORKERS = 16  # more threads would only queue at the rate limit
+DEFAULT_MAX_REQUESTS_PER_SECOND = 20.0
+# Connections kept open per host, as dlt's Client keeps: enough for every worker of both
+# windowed endpoints at once.
+POOL_SIZE = 50
 
 # The parsed body rides on the response from the retry check to the page extraction.
 _PARSED = "_billwerk_parsed_body"
@@ -43,6 +53,8 @@ class BillwerkConnection:
     client_secret: str = field(repr=False)
     legal_entity_id: str | None = None
     page_size: int = MAX_PAGE_SIZE
+    workers: int = DEFAULT_WORKERS
+    max_requests_per_second: float = DEFAULT_MAX_REQUESTS_PER_SECOND
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 60.0
     max_attempts: int = 6
@@ -60,6 +72,16 @@ class BillwerkConnection:
             raise BillwerkConfigError(
                 f"BILLWERK_PAGE_SIZE must be between {MIN_PAGE_SIZE} and {MAX_PAGE_SIZE} "
                 f"(Billwerk's maximum `take`), got {self.page_size}."
+            )
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise BillwerkConfigError(
+                f"BILLWERK_WORKERS must be between 1 (one request at a time) and {MAX_WORKERS}, "
+                f"got {self.workers}."
+            )
+        if not (math.isfinite(self.max_requests_per_second) and self.max_requests_per_second > 0):
+            raise BillwerkConfigError(
+                "BILLWERK_MAX_REQUESTS_PER_SECOND must be a number above 0 (Billwerk's rate "
+                f"limit for your account, or lower), got {self.max_requests_per_second}."
             )
         for name, value in (
             ("BILLWERK_CLIENT_ID", self.client_id),
@@ -137,8 +159,29 @@ def raise_for_status(response: Response, *args: Any, **kwargs: Any) -> None:
         )
 
 
+class RateLimitedAdapter(HTTPAdapter):
+    """The transport every request of a sync goes out through, paced by one `RateLimiter`.
+
+    Pacing here, below the session, catches everything: retries (they call the session's
+    `send` again), the token request and the re-send after a 401 (which goes straight to
+    the adapter), from any thread.
+    """
+
+    def __init__(self, limiter: RateLimiter) -> None:
+        super().__init__(pool_maxsize=POOL_SIZE)
+        self.limiter = limiter
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
+        self.limiter.wait()
+        return super().send(request, *args, **kwargs)
+
+
 def build_client(connection: BillwerkConnection) -> BillwerkClient:
-    """A client for one sync: one retrying session and one token shared by all endpoints."""
+    """A client for one sync: one retrying session, one token and one request rate shared by
+    all endpoints and all their threads."""
+    # dlt's Client hands out a session per thread; taking one here and passing it on keeps
+    # a single session, and so a single adapter and rate, for the worker threads too. Sharing
+    # it is safe here: Billwerk sets no cookies, and the adapter's connection pool is locked.
     session = Client(
         request_timeout=(connection.connect_timeout_seconds, connection.read_timeout_seconds),
         raise_for_status=False,
@@ -148,6 +191,9 @@ def build_client(connection: BillwerkConnection) -> BillwerkClient:
         respect_retry_after_header=True,
         retry_condition=body_is_cut_short,
     ).session
+    adapter = RateLimitedAdapter(RateLimiter(connection.max_requests_per_second))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     auth = BillwerkOAuth2(
         access_token_url=connection.token_url,
         client_id=connection.client_id,

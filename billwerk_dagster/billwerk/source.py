@@ -3,15 +3,17 @@
 Snapshot endpoints (customers, contracts) replace their table at every sync, through a
 staging table so that a failed sync leaves the previous snapshot whole. Windowed endpoints
 (invoices, orders) fetch one creation-time window and merge on `Id`, so re-loading a day
-adds nothing twice.
+adds nothing twice; a window of several days is read as sub-windows at once, each with its
+own cursor (`connection.workers`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dlt
@@ -24,6 +26,7 @@ from billwerk_dagster.billwerk.client import (
     build_client,
     raise_for_status,
 )
+from billwerk_dagster.billwerk.concurrency import interleave
 from billwerk_dagster.billwerk.endpoints import (
     DATE_FROM_PARAM,
     DATE_TO_PARAM,
@@ -38,6 +41,9 @@ from billwerk_dagster.billwerk.window import Window
 logger = logging.getLogger(__name__)
 
 SOURCE_NAME = "billwerk"
+# Pages fetched ahead per worker thread, waiting for dlt: enough to keep every worker busy
+# while dlt extracts, few enough that memory does not depend on the size of the window.
+PAGES_AHEAD_PER_WORKER = 2
 
 
 @dataclass
@@ -48,6 +54,12 @@ class EndpointStats:
     pages: int = 0
     requests: int = 0  # HTTP answers, retries and 401 re-sends included
     seconds: float = 0.0  # from the first request until the last page was handed on
+
+    def add_counts(self, other: EndpointStats) -> None:
+        """Add the records, pages and requests of a sub-window (fetched in its own thread)."""
+        self.records += other.records
+        self.pages += other.pages
+        self.requests += other.requests
 
 
 @dataclass
@@ -77,13 +89,15 @@ def _fetch_pages(
     endpoint: Endpoint,
     params: dict[str, Any],
     stats: EndpointStats,
-) -> Iterator[list[dict[str, Any]]]:
-    """Every page of one list, newest first, with failures turned into clear errors."""
+) -> Generator[list[dict[str, Any]], None, None]:
+    """Every page of one list, newest first, with failures turned into clear errors.
+
+    Counts records, pages and requests into `stats`, which only this pager may write to.
+    """
 
     def count_request(response: Any, *args: Any, **kwargs: Any) -> None:
         stats.requests += 1 + len(response.history)
 
-    started = time.monotonic()
     try:
         for page in client.paginate(
             endpoint.path,
@@ -102,6 +116,53 @@ def _fetch_pages(
             f"{connection.max_attempts} attempts ({type(e).__name__}). Check BILLWERK_BASE_URL "
             "and that the host is reachable."
         ) from e
+
+
+def _window_params(window: Window) -> dict[str, Any]:
+    return {DATE_FROM_PARAM: window.date_from, DATE_TO_PARAM: window.date_to}
+
+
+def _fetch_window(
+    client: BillwerkClient,
+    connection: BillwerkConnection,
+    endpoint: Endpoint,
+    window: Window,
+    stats: EndpointStats,
+) -> Iterator[list[dict[str, Any]]]:
+    """Every page of `window`, its whole days read as up to `connection.workers` sub-windows
+    at once, each by a pager of its own. The pages come in no particular order."""
+    parts = window.split(connection.workers)
+    if len(parts) == 1:
+        yield from _fetch_pages(client, connection, endpoint, _window_params(window), stats)
+        return
+
+    logger.info(
+        "Fetching %s created in %s as %s sub-windows at once", endpoint.name, window, len(parts)
+    )
+    # Each pager stays sequential (a page's cursor is the last Id of the one before); the
+    # pagers run side by side by hand, see `concurrency` for why dlt's parallelism does not fit.
+    part_stats = [EndpointStats() for _ in parts]
+    pagers = [
+        partial(_fetch_pages, client, connection, endpoint, _window_params(part), counts)
+        for part, counts in zip(parts, part_stats, strict=True)
+    ]
+    try:
+        yield from interleave(
+            pagers, buffer=PAGES_AHEAD_PER_WORKER * len(parts), name=f"billwerk-{endpoint.name}"
+        )
+    finally:
+        # interleave has stopped every pager by now, so their counts are final.
+        for counts in part_stats:
+            stats.add_counts(counts)
+
+
+def _timed(
+    endpoint: Endpoint, stats: EndpointStats, pages: Iterator[list[dict[str, Any]]]
+) -> Iterator[list[dict[str, Any]]]:
+    """Pass `pages` on, adding the wall time to `stats` and logging the totals at the end."""
+    started = time.monotonic()
+    try:
+        yield from pages
     finally:
         stats.seconds += time.monotonic() - started
 
@@ -144,7 +205,9 @@ def _endpoint_resource(
     if not endpoint.windowed:
 
         def snapshot_records() -> Iterator[list[dict[str, Any]]]:
-            yield from _fetch_pages(client, connection, endpoint, {}, stats)
+            # One unfiltered list has one cursor: there is nothing to read side by side.
+            pages = _fetch_pages(client, connection, endpoint, {}, stats)
+            yield from _timed(endpoint, stats, pages)
 
         generator = snapshot_records
     elif window is None:
@@ -165,11 +228,11 @@ def _endpoint_resource(
                 range_end="closed",
             ),
         ) -> Iterator[list[dict[str, Any]]]:
-            # The bounds are the API's inclusive date filter; dlt's incremental double-checks
-            # every record against them. With an end value it keeps no state between runs,
-            # so any past day can be reloaded.
-            params = {DATE_FROM_PARAM: created.start_value, DATE_TO_PARAM: created.end_value}
-            yield from _fetch_pages(client, connection, endpoint, params, stats)
+            # The bounds are the window's, the API's inclusive date filter; dlt's incremental
+            # double-checks every record against them, whichever sub-window fetched it. With
+            # an end value it keeps no state between runs, so any past day can be reloaded.
+            pages = _fetch_window(client, connection, endpoint, window, stats)
+            yield from _timed(endpoint, stats, pages)
 
         generator = windowed_records
 

@@ -14,8 +14,14 @@ from dagster import ConfigurableResource, EnvVar
 from dlt.common.destination import Destination
 from pydantic import Field
 
-from billwerk_dagster.billwerk.client import BillwerkConnection
+from billwerk_dagster.billwerk.client import (
+    DEFAULT_MAX_REQUESTS_PER_SECOND,
+    DEFAULT_WORKERS,
+    MAX_WORKERS,
+    BillwerkConnection,
+)
 from billwerk_dagster.billwerk.endpoints import MAX_PAGE_SIZE
+from billwerk_dagster.billwerk.errors import BillwerkConfigError
 from billwerk_dagster.orchestration.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -36,6 +42,14 @@ class BillwerkResource(ConfigurableResource):
     )
     legal_entity_id: str | None = Field(default=None, description="X-SELECTED-LEGAL-ENTITY-ID")
     page_size: int = Field(default=MAX_PAGE_SIZE, description="records per request, 2..500")
+    workers: int = Field(
+        default=DEFAULT_WORKERS,
+        description=f"sub-windows of a range fetched at once, 1..{MAX_WORKERS} (1: sequential)",
+    )
+    max_requests_per_second: float = Field(
+        default=DEFAULT_MAX_REQUESTS_PER_SECOND,
+        description="requests per second, all threads, retries and token requests included",
+    )
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 60.0
     max_attempts: int = Field(default=6, description="tries per request before failing")
@@ -50,6 +64,8 @@ class BillwerkResource(ConfigurableResource):
             client_secret=self.client_secret,
             legal_entity_id=self.legal_entity_id or None,
             page_size=self.page_size,
+            workers=self.workers,
+            max_requests_per_second=self.max_requests_per_second,
             connect_timeout_seconds=self.connect_timeout_seconds,
             read_timeout_seconds=self.read_timeout_seconds,
             max_attempts=self.max_attempts,
@@ -60,14 +76,38 @@ class BillwerkResource(ConfigurableResource):
     @classmethod
     def from_env(cls) -> BillwerkResource:
         """Wired to the environment; the id and secret stay `EnvVar`s, resolved at run time."""
-        page_size = os.environ.get("BILLWERK_PAGE_SIZE")
         return cls(
             base_url=os.environ.get("BILLWERK_BASE_URL") or DEFAULT_BASE_URL,
             client_id=EnvVar("BILLWERK_CLIENT_ID"),
             client_secret=EnvVar("BILLWERK_CLIENT_SECRET"),
             legal_entity_id=os.environ.get("BILLWERK_LEGAL_ENTITY_ID") or None,
-            page_size=int(page_size) if page_size else MAX_PAGE_SIZE,
+            page_size=cls._whole_number_from_env("BILLWERK_PAGE_SIZE", MAX_PAGE_SIZE),
+            workers=cls._whole_number_from_env("BILLWERK_WORKERS", DEFAULT_WORKERS),
+            max_requests_per_second=cls._number_from_env(
+                "BILLWERK_MAX_REQUESTS_PER_SECOND", DEFAULT_MAX_REQUESTS_PER_SECOND
+            ),
         )
+
+    @staticmethod
+    def _number_from_env(name: str, default: float) -> float:
+        """`name` as a number, `default` when unset; `BillwerkConnection` checks the range."""
+        value = os.environ.get(name)
+        if not value:
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            raise BillwerkConfigError(f"{name} must be a number, got {value!r}.") from None
+
+    @staticmethod
+    def _whole_number_from_env(name: str, default: int) -> int:
+        value = os.environ.get(name)
+        if not value:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            raise BillwerkConfigError(f"{name} must be a whole number, got {value!r}.") from None
 
 
 class WarehouseResource(ConfigurableResource):
