@@ -38,8 +38,14 @@ def _extract_all(connection: BillwerkConnection) -> dict[str, list[str]]:
     """Run every resource of the source and collect the Ids, with no destination."""
     source = billwerk_source(connection, ALL_DAYS, SyncStats())
     try:
+        # Each resource yields Arrow tables: its own, which has `id`, and its child tables.
         return {
-            name: [record["Id"] for record in resource]
+            name: [
+                record_id
+                for table in resource
+                if "id" in table.column_names
+                for record_id in table.column("id").to_pylist()
+            ]
             for name, resource in source.resources.items()
         }
     except Exception as e:

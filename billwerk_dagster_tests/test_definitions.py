@@ -103,3 +103,16 @@ def test_settings_default_to_a_duckdb_file_not_named_like_the_dataset(tmp_path: 
     assert settings.duckdb_path.stem != settings.dataset_name
     explicit = Settings.from_env({"BILLWERK_DUCKDB_PATH": str(tmp_path / "x" / "w.duckdb")})
     assert explicit.duckdb_path == tmp_path / "x" / "w.duckdb"
+
+
+def test_runs_execute_in_process_unless_the_executor_setting_says_otherwise(
+    tmp_path: Path,
+) -> None:
+    def executor(env: dict[str, str]) -> str:
+        settings = Settings.from_env({"BILLWERK_DATA_DIR": str(tmp_path), **env})
+        return build_definitions(settings).resolve_job_def("billwerk_daily").executor_def.name
+
+    assert executor({}) == "in_process"
+    assert executor({"BILLWERK_EXECUTOR": "multiprocess"}) == "multiprocess"
+    with pytest.raises(BillwerkConfigError, match=r"BILLWERK_EXECUTOR must be one of"):
+        Settings.from_env({"BILLWERK_EXECUTOR": "k8s"})

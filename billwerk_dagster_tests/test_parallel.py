@@ -27,7 +27,8 @@ from billwerk_dagster.billwerk.client import BillwerkConnection
 from billwerk_dagster.billwerk.concurrency import RateLimiter, interleave
 from billwerk_dagster.billwerk.endpoints import ENDPOINTS, INVOICES, WINDOWED_ENDPOINTS
 from billwerk_dagster.billwerk.errors import BillwerkConfigError
-from billwerk_dagster.billwerk.source import SyncStats, billwerk_source
+from billwerk_dagster.billwerk.source import PAGES_AHEAD_PER_WORKER, SyncStats, billwerk_source
+from billwerk_dagster.billwerk.tables import BATCH_PAGES
 from billwerk_dagster.billwerk.window import Window
 from billwerk_dagster.orchestration.assets import asset_key
 from billwerk_dagster.orchestration.resources import BillwerkResource
@@ -218,14 +219,17 @@ def test_closing_the_resource_early_stops_every_thread(sandbox: Sandbox) -> None
     stats = SyncStats()
     source = billwerk_source(billwerk.connection(), RANGE, stats).with_resources(INVOICES.name)
 
-    # dlt closes the resource's generator once the limit of pages is reached.
-    rows = list(source.resources[INVOICES.name].add_limit(2))
+    # dlt closes the resource's generator once it has handed on the first batch of pages
+    # (the invoices' table and their items' table).
+    tables = list(source.resources[INVOICES.name].add_limit(2))
 
-    assert len(rows) == 2 * PAGE_SIZE
+    assert [table.num_rows > 0 for table in tables] == [True, True]
     assert not [t for t in threading.enumerate() if t.name.startswith("billwerk-")]
     requests = sandbox.stats.requests[INVOICES.name]
     assert requests == stats[INVOICES.name].requests
-    assert requests <= 2 + 2 * WORKERS
+    # The batch, the pages waiting in the hand-off queue and one in each worker's hands.
+    assert requests <= BATCH_PAGES + (PAGES_AHEAD_PER_WORKER + 1) * WORKERS
+    assert requests < len(sandbox.ids(INVOICES.name, RANGE.date_from, RANGE.date_to)) / PAGE_SIZE
     time.sleep(0.2)
     assert sandbox.stats.requests[INVOICES.name] == requests
 

@@ -17,6 +17,7 @@ from functools import partial
 from typing import Any
 
 import dlt
+from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.extract.resource import DltResource
 from requests import HTTPError, RequestException
 
@@ -36,6 +37,7 @@ from billwerk_dagster.billwerk.endpoints import (
 )
 from billwerk_dagster.billwerk.errors import BillwerkApiError, excerpt
 from billwerk_dagster.billwerk.paging import FromCursorPaginator
+from billwerk_dagster.billwerk.tables import arrow_items
 from billwerk_dagster.billwerk.window import Window
 
 logger = logging.getLogger(__name__)
@@ -70,14 +72,14 @@ class SyncStats:
         return self.endpoints.setdefault(name, EndpointStats())
 
 
-def _column_hints(endpoint: Endpoint) -> dict[str, dict[str, Any]]:
+def _column_hints(endpoint: Endpoint) -> dict[str, TColumnSchema]:
     return {
         endpoint.created_field: {"data_type": "timestamp", "timezone": True},
         PRIMARY_KEY: {"data_type": "text", "nullable": False},
     }
 
 
-def _write_disposition(endpoint: Endpoint) -> dict[str, str]:
+def _write_disposition(endpoint: Endpoint) -> TWriteDispositionConfig:
     if endpoint.windowed:
         return {"disposition": "merge", "strategy": "delete-insert"}
     return {"disposition": "replace"}
@@ -204,46 +206,64 @@ def _endpoint_resource(
     generator: Any
     if not endpoint.windowed:
 
-        def snapshot_records() -> Iterator[list[dict[str, Any]]]:
+        def snapshot_records() -> Iterator[Any]:
             # One unfiltered list has one cursor: there is nothing to read side by side.
             pages = _fetch_pages(client, connection, endpoint, {}, stats)
-            yield from _timed(endpoint, stats, pages)
+            yield from _as_tables(endpoint, _timed(endpoint, stats, pages))
 
         generator = snapshot_records
     elif window is None:
 
-        def no_window() -> Iterator[list[dict[str, Any]]]:
+        def no_window() -> Iterator[Any]:
             raise ValueError(f"{endpoint.name} is loaded by window: pass the window to load")
             yield  # pragma: no cover - makes this a generator
 
         generator = no_window
     else:
 
-        def windowed_records(
-            created: dlt.sources.incremental[str] = dlt.sources.incremental(
-                endpoint.created_field,
-                initial_value=window.date_from,
-                end_value=window.date_to,
-                range_start="closed",
-                range_end="closed",
-            ),
-        ) -> Iterator[list[dict[str, Any]]]:
-            # The bounds are the window's, the API's inclusive date filter; dlt's incremental
-            # double-checks every record against them, whichever sub-window fetched it. With
-            # an end value it keeps no state between runs, so any past day can be reloaded.
+        def windowed_records() -> Iterator[Any]:
+            # The window's bounds are the API's inclusive date filter, checked again here for
+            # every record whichever sub-window fetched it. No cursor state is kept between
+            # runs, so any past day can be reloaded.
             pages = _fetch_window(client, connection, endpoint, window, stats)
-            yield from _timed(endpoint, stats, pages)
+            checked = _within(endpoint, window, _timed(endpoint, stats, pages))
+            yield from _as_tables(endpoint, checked)
 
         generator = windowed_records
 
-    # The generators above differ in signature, which dlt's overloads cannot express.
     return dlt.resource(  # type: ignore[call-overload,no-any-return]
-        generator,
-        name=endpoint.name,
-        primary_key=PRIMARY_KEY,
-        write_disposition=_write_disposition(endpoint),
-        columns=_column_hints(endpoint),
+        generator, name=endpoint.name, write_disposition=_write_disposition(endpoint)
     )
+
+
+def _as_tables(endpoint: Endpoint, pages: Iterator[list[dict[str, Any]]]) -> Iterator[Any]:
+    """The pages as Arrow tables, the root table's and its children's, each with its hints."""
+    return arrow_items(
+        endpoint.name, PRIMARY_KEY, pages, _write_disposition(endpoint), _column_hints(endpoint)
+    )
+
+
+def _within(
+    endpoint: Endpoint, window: Window, pages: Iterator[list[dict[str, Any]]]
+) -> Iterator[list[dict[str, Any]]]:
+    """The records created inside `window`; any other is dropped with a warning.
+
+    This is a check of the API's date filter, done here and not by dlt's incremental: dlt
+    filters each Arrow table by its own cursor column, and the child tables have none.
+    Timestamps in Billwerk's fixed seven-digit form compare correctly as strings.
+    """
+    first, last = window.date_from, window.date_to
+    created = endpoint.created_field
+    for page in pages:
+        inside = [record for record in page if first <= record.get(created, "") <= last]
+        if len(inside) < len(page):
+            logger.warning(
+                "Billwerk sent %s %s created outside %s; they are left out",
+                len(page) - len(inside),
+                endpoint.name,
+                window,
+            )
+        yield inside
 
 
 @dlt.source(name=SOURCE_NAME)

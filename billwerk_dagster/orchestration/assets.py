@@ -50,6 +50,11 @@ _SPEC_CONNECTION = BillwerkConnection(
 )
 
 
+# dagster-dlt lists dlt's load jobs (temporary file names, sizes, timings): nothing a user
+# reads after the run, and a range run repeats it in every partition's event.
+_DROPPED_METADATA = frozenset({"jobs"})
+
+
 def asset_key(endpoint: Endpoint) -> AssetKey:
     return AssetKey([GROUP, endpoint.name])
 
@@ -114,7 +119,7 @@ def _load(
         assert result.asset_key is not None
         name = result.asset_key.path[-1]
         endpoint_stats = stats[name]
-        metadata = dict(result.metadata or {})
+        metadata = {k: v for k, v in (result.metadata or {}).items() if k not in _DROPPED_METADATA}
         loaded = metadata.get("rows_loaded")
         # dagster-dlt leaves rows_loaded out when it is zero.
         rows = loaded.value if isinstance(loaded, IntMetadataValue) and loaded.value else 0

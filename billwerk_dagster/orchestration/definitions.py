@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from dagster import AssetsDefinition, Definitions, TimeWindowPartitionsDefinition
+from dagster import (
+    AssetsDefinition,
+    Definitions,
+    ExecutorDefinition,
+    TimeWindowPartitionsDefinition,
+    in_process_executor,
+    multiprocess_executor,
+)
 from dagster_dlt import DagsterDltResource
 
 from billwerk_dagster.billwerk.endpoints import INVOICES
@@ -20,8 +27,13 @@ def build_definitions(
     settings: Settings | None = None,
     billwerk: BillwerkResource | None = None,
     automation: AutomationSettings | None = None,
+    executor: ExecutorDefinition | None = None,
 ) -> Definitions:
-    """Everything Dagster needs, from `settings` and `automation` (default: the environment)."""
+    """Everything Dagster needs, from `settings` and `automation` (default: the environment).
+
+    `executor` replaces the one `BILLWERK_EXECUTOR` names, e.g. a Celery or Kubernetes
+    executor that runs the steps on other machines.
+    """
     settings = settings or Settings.from_env()
     automation = automation or AutomationSettings.from_env()
     warehouse = WarehouseResource.from_settings(settings)
@@ -46,7 +58,12 @@ def build_definitions(
             "billwerk": billwerk or BillwerkResource.from_env(),
             "warehouse": warehouse,
         },
+        executor=executor or _executor(settings.executor),
     )
+
+
+def _executor(name: str) -> ExecutorDefinition:
+    return in_process_executor if name == "in_process" else multiprocess_executor
 
 
 def _daily_partitions(assets: list[AssetsDefinition]) -> TimeWindowPartitionsDefinition:

@@ -21,6 +21,10 @@ DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 # Not "billwerk.duckdb": a file named like the dataset makes DuckDB's catalog ambiguous.
 DEFAULT_DUCKDB_FILE = "warehouse.duckdb"
 DATASET_NAME = "billwerk"
+# How a run executes its steps. In one process by default: a run's steps (the load, then
+# its checks) go one after the other through the warehouse pool anyway, and a process per
+# step costs a fresh import of Dagster, dlt and Arrow each time.
+EXECUTORS = ("in_process", "multiprocess")
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class Settings:
     duckdb_path: Path
     pipelines_dir: Path
     dataset_name: str = DATASET_NAME
+    executor: str = EXECUTORS[0]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -40,7 +45,19 @@ class Settings:
             destination=env.get("BILLWERK_DESTINATION") or "duckdb",
             duckdb_path=Path(env.get("BILLWERK_DUCKDB_PATH") or data_dir / DEFAULT_DUCKDB_FILE),
             pipelines_dir=Path(env.get("BILLWERK_PIPELINES_DIR") or data_dir / "dlt_pipelines"),
+            executor=parse_executor(env.get("BILLWERK_EXECUTOR")),
         )
+
+
+def parse_executor(value: str | None) -> str:
+    """`BILLWERK_EXECUTOR`: how a run executes its steps."""
+    if not value:
+        return EXECUTORS[0]
+    if value.strip() not in EXECUTORS:
+        raise BillwerkConfigError(
+            f"BILLWERK_EXECUTOR must be one of {', '.join(EXECUTORS)}, got {value!r}."
+        )
+    return value.strip()
 
 
 def parse_start_date(value: str | None) -> date:

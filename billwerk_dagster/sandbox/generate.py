@@ -113,6 +113,10 @@ class SandboxData:
         stored = self.add(name, ticks, build)
         return dict(json.loads(to_json(stored)))
 
+    def update(self, name: str, record: Record) -> bool:
+        """Edit a record in place: same Id, same creation time, the fields of `record`."""
+        return self.table(name).replace(str(record[PRIMARY_KEY]), to_json(record))
+
     def remove(self, name: str, record_id: str) -> bool:
         """Delete one record; False when there was none with that Id."""
         return self.table(name).remove(record_id)

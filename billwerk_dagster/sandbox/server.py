@@ -371,5 +371,9 @@ class Sandbox:
         """Add a record (generated when `record` is None) with a new, highest Id."""
         return self.data.insert(name, record, created)
 
+    def update(self, name: str, record: Record) -> bool:
+        """Edit a record in place (its Id and creation time stay)."""
+        return self.data.update(name, record)
+
     def remove(self, name: str, record_id: str) -> bool:
         return self.data.remove(name, record_id)

@@ -79,6 +79,19 @@ class Table:
                     return True
             return False
 
+    def replace(self, record_id: str, body: bytes) -> bool:
+        """Give a record a new body, as an edit in Billwerk does; False when there is none."""
+        with self.lock:
+            index = bisect_left(self._ids, record_id)
+            if index < len(self._ids) and self._ids[index] == record_id:
+                self._bodies[index] = body
+                return True
+            for index, (straggler_id, ticks, _) in enumerate(self._stragglers):
+                if straggler_id == record_id:
+                    self._stragglers[index] = (straggler_id, ticks, body)
+                    return True
+            return False
+
     def page(self, query: Query) -> list[bytes]:
         """The JSON bodies a list request returns, newest first."""
         with self.lock:
