@@ -122,6 +122,24 @@ def test_parallel_and_sequential_loads_hold_the_same_ids_through_a_month_end_bur
     assert burst == edges.burst_size
 
 
+def test_a_sloppy_date_filter_still_loads_each_record_once_from_its_own_sub_window(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # The load skips dlt's deduplication of staging rows because each Id comes once. A
+    # server that also sends the neighbouring sub-window's records near each edge must
+    # not break that: every sub-window keeps only the records created inside it.
+    sandbox.faults.widen_window(6 * 3600, count=None)
+
+    load = _load(sandbox, tmp_path, workers=WORKERS)
+
+    assert load.result.success
+    for name in (e.name for e in WINDOWED_ENDPOINTS):
+        loaded = load.project.ids(name)
+        assert Counter(loaded).most_common(1)[0][1] == 1, f"{name} has duplicates"
+        assert set(loaded) == sandbox.ids(name, RANGE.date_from, RANGE.date_to), name
+        assert load.metadata(name)["records_fetched"] > len(loaded), "the fault never fired"
+
+
 def test_parallel_load_costs_at_most_one_request_more_per_sub_window_and_one_token(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:

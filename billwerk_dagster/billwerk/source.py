@@ -135,7 +135,7 @@ def _fetch_window(
     at once, each by a pager of its own. The pages come in no particular order."""
     parts = window.split(connection.workers)
     if len(parts) == 1:
-        yield from _fetch_pages(client, connection, endpoint, _window_params(window), stats)
+        yield from _fetch_part(client, connection, endpoint, window, stats)
         return
 
     logger.info(
@@ -145,7 +145,7 @@ def _fetch_window(
     # pagers run side by side by hand, see `concurrency` for why dlt's parallelism does not fit.
     part_stats = [EndpointStats() for _ in parts]
     pagers = [
-        partial(_fetch_pages, client, connection, endpoint, _window_params(part), counts)
+        partial(_fetch_part, client, connection, endpoint, part, counts)
         for part, counts in zip(parts, part_stats, strict=True)
     ]
     try:
@@ -156,6 +156,18 @@ def _fetch_window(
         # interleave has stopped every pager by now, so their counts are final.
         for counts in part_stats:
             stats.add_counts(counts)
+
+
+def _fetch_part(
+    client: BillwerkClient,
+    connection: BillwerkConnection,
+    endpoint: Endpoint,
+    part: Window,
+    stats: EndpointStats,
+) -> Generator[list[dict[str, Any]], None, None]:
+    """Every page of one (sub-)window by one pager, only the records created inside it."""
+    pages = _fetch_pages(client, connection, endpoint, _window_params(part), stats)
+    yield from _within(endpoint, part, pages)
 
 
 def _timed(
@@ -222,12 +234,12 @@ def _endpoint_resource(
     else:
 
         def windowed_records() -> Iterator[Any]:
-            # The window's bounds are the API's inclusive date filter, checked again here for
-            # every record whichever sub-window fetched it. No cursor state is kept between
+            # Each Id comes once: the sub-windows do not overlap and each keeps only the
+            # records created inside it, and within one the cursor record, which the API
+            # sends twice, is dropped by the paginator. No cursor state is kept between
             # runs, so any past day can be reloaded.
             pages = _fetch_window(client, connection, endpoint, window, stats)
-            checked = _within(endpoint, window, _timed(endpoint, stats, pages))
-            yield from _as_tables(endpoint, checked)
+            yield from _as_tables(endpoint, _timed(endpoint, stats, pages), keys_unique=True)
 
         generator = windowed_records
 
@@ -236,10 +248,17 @@ def _endpoint_resource(
     )
 
 
-def _as_tables(endpoint: Endpoint, pages: Iterator[list[dict[str, Any]]]) -> Iterator[Any]:
+def _as_tables(
+    endpoint: Endpoint, pages: Iterator[list[dict[str, Any]]], keys_unique: bool = False
+) -> Iterator[Any]:
     """The pages as Arrow tables, the root table's and its children's, each with its hints."""
     return arrow_items(
-        endpoint.name, PRIMARY_KEY, pages, _write_disposition(endpoint), _column_hints(endpoint)
+        endpoint.name,
+        PRIMARY_KEY,
+        pages,
+        _write_disposition(endpoint),
+        _column_hints(endpoint),
+        keys_unique=keys_unique,
     )
 
 
@@ -248,7 +267,8 @@ def _within(
 ) -> Iterator[list[dict[str, Any]]]:
     """The records created inside `window`; any other is dropped with a warning.
 
-    This is a check of the API's date filter, done here and not by dlt's incremental: dlt
+    This is a check of the API's date filter, done for every sub-window so that a record
+    on the edge between two cannot come from both. Done here and not by dlt's incremental: dlt
     filters each Arrow table by its own cursor column, and the child tables have none.
     Timestamps in Billwerk's fixed seven-digit form compare correctly as strings.
     """

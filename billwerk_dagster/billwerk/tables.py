@@ -84,12 +84,17 @@ def arrow_items(
     pages: Iterable[list[dict[str, Any]]],
     write_disposition: TWriteDispositionConfig,
     root_hints: dict[str, TColumnSchema],
+    keys_unique: bool = False,
 ) -> Iterator[Any]:
     """The items a dlt resource yields for `pages`: one Arrow table per table and batch.
 
     Called inside the resource, where dlt's current schema and load id are known. Each
     table is yielded with its own hints: dlt would otherwise give the child tables the
     root table's primary key and columns.
+
+    `keys_unique` is the caller's promise that no `key` comes twice in `pages`. A merge
+    then skips dlt's deduplication of the staging table: a window function over every
+    row of the load, which holds them all in DuckDB's memory at once.
     """
     converter = PageConverter(root_table, *_schema_and_load_id())
     merge = isinstance(write_disposition, dict) and write_disposition["disposition"] == "merge"
@@ -105,6 +110,7 @@ def arrow_items(
         write_disposition=write_disposition,
         primary_key=converter.naming.normalize_identifier(key) if merge else None,
         columns={ROW_ID: ROW_ID_HINTS, **root_hints},
+        additional_table_hints={"x-stage-data-deduplicated": True} if keys_unique else None,
     )
 
     def marked(batch: list[dict[str, Any]]) -> Iterator[Any]:

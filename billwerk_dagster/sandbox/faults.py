@@ -68,6 +68,7 @@ class Decision:
     hold: Rule | None = None
     revoke: bool = False
     ignore_from: bool = False
+    widen_s: float = 0.0
     answer: Rule | None = None
     inserts: list[Rule] = field(default_factory=list)
 
@@ -129,6 +130,11 @@ class Faults:
         """Serve the page as if the `from` cursor had not been sent."""
         return self._add("ignore_from", when, {})
 
+    def widen_window(self, seconds: float, **when: Unpack[When]) -> Rule:
+        """Serve `dateFrom` / `dateTo` as if each were `seconds` further out: a sloppy filter
+        that sends the records of a neighbouring window's edge too."""
+        return self._add("widen_window", when, {"seconds": seconds})
+
     def insert_after(
         self, requests: int, records: int = 1, *, created: str | None = None, **when: Unpack[When]
     ) -> Rule:
@@ -171,6 +177,7 @@ class Faults:
             "hold": self.hold,
             "revoke_tokens": self.revoke_tokens,
             "ignore_from": self.ignore_from,
+            "widen_window": self.widen_window,
             "insert_after": self.insert_after,
             "latency": self.set_latency,
             "release": self.release,
@@ -210,6 +217,8 @@ class Faults:
                     decision.revoke = True
                 elif rule.kind == "ignore_from":
                     decision.ignore_from = True
+                elif rule.kind == "widen_window":
+                    decision.widen_s = max(decision.widen_s, float(rule.options["seconds"]))
                 elif rule.kind == "insert_after":
                     decision.inserts.append(rule)
                 rule.fired += 1

@@ -26,6 +26,7 @@ from billwerk_dagster.billwerk.endpoints import ENDPOINTS
 from billwerk_dagster.sandbox import control
 from billwerk_dagster.sandbox.auth import Tokens
 from billwerk_dagster.sandbox.faults import Decision, Faults, Rule
+from billwerk_dagster.sandbox.formats import TICKS_PER_SECOND
 from billwerk_dagster.sandbox.generate import SandboxData, generate
 from billwerk_dagster.sandbox.params import (
     QUERY_TOKEN_PARAM,
@@ -182,7 +183,7 @@ class _Handler(BaseHTTPRequestHandler):
             sandbox.tokens.revoke_all()
         if (answered := self._apply_faults(decision)) is not None:
             return answered
-        status, body = self._page(name, params, decision.ignore_from)
+        status, body = self._page(name, params, decision)
 
         # Records "created while the sync runs": missing from this page, there for the next.
         for rule in decision.inserts:
@@ -190,7 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
                 sandbox.data.insert(name, None, rule.options["created"])
         return self._send(status, body, truncate=decision.answer)
 
-    def _page(self, name: str, params: dict[str, str], ignore_from: bool) -> tuple[int, bytes]:
+    def _page(self, name: str, params: dict[str, str], decision: Decision) -> tuple[int, bytes]:
         sandbox = self.server.sandbox
         keyed = lowered(params)
         if QUERY_TOKEN_PARAM in keyed:
@@ -207,8 +208,15 @@ class _Handler(BaseHTTPRequestHandler):
             query = list_query(table.endpoint, keyed)
         except BadParams as e:
             return 400, _json({"Message": str(e)})
-        if ignore_from:
+        if decision.ignore_from:
             query = replace(query, cursor=None)
+        if decision.widen_s:
+            widen = round(decision.widen_s * TICKS_PER_SECOND)
+            query = replace(
+                query,
+                lo=None if query.lo is None else query.lo - widen,
+                hi=None if query.hi is None else query.hi + widen,
+            )
         return 200, b"[" + b",".join(table.page(query)) + b"]"
 
     def _apply_faults(self, decision: Decision) -> int | None:
