@@ -13,6 +13,7 @@ from dagster import AssetKey, BackfillPolicy, DailyPartitionsDefinition
 
 from billwerk_dagster.billwerk.errors import BillwerkConfigError
 from billwerk_dagster.orchestration.definitions import build_definitions
+from billwerk_dagster.orchestration.resources import WarehouseResource
 from billwerk_dagster.orchestration.settings import Settings, parse_start_date
 
 
@@ -116,3 +117,18 @@ def test_runs_execute_in_process_unless_the_executor_setting_says_otherwise(
     assert executor({"BILLWERK_EXECUTOR": "multiprocess"}) == "multiprocess"
     with pytest.raises(BillwerkConfigError, match=r"BILLWERK_EXECUTOR must be one of"):
         Settings.from_env({"BILLWERK_EXECUTOR": "k8s"})
+
+
+def test_duckdb_loads_under_a_memory_limit_that_the_setting_can_change(tmp_path: Path) -> None:
+    def limit(env: dict[str, str]) -> str:
+        settings = Settings.from_env({"BILLWERK_DATA_DIR": str(tmp_path), **env})
+        pipeline = WarehouseResource.from_settings(settings).pipeline("limit_probe")
+        with pipeline.sql_client() as sql:
+            [(value,)] = sql.execute_sql("select current_setting('memory_limit')")
+        return str(value)
+
+    assert limit({}) == "30.5 MiB"  # 32MB as DuckDB reports it
+    assert limit({"BILLWERK_DUCKDB_MEMORY_LIMIT": "1GB"}) == "953.6 MiB"
+    with pytest.raises(BillwerkConfigError, match=r"BILLWERK_DUCKDB_MEMORY_LIMIT must be a size"):
+        Settings.from_env({"BILLWERK_DUCKDB_MEMORY_LIMIT": "lots"})
+

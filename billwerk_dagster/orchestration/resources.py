@@ -12,6 +12,7 @@ from pathlib import Path
 import dlt
 from dagster import ConfigurableResource, EnvVar
 from dlt.common.destination import Destination
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from pydantic import Field
 
 from billwerk_dagster.billwerk.client import (
@@ -22,7 +23,7 @@ from billwerk_dagster.billwerk.client import (
 )
 from billwerk_dagster.billwerk.endpoints import MAX_PAGE_SIZE
 from billwerk_dagster.billwerk.errors import BillwerkConfigError
-from billwerk_dagster.orchestration.settings import Settings
+from billwerk_dagster.orchestration.settings import DEFAULT_DUCKDB_MEMORY_LIMIT, Settings
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,10 @@ class WarehouseResource(ConfigurableResource):
     duckdb_path: str
     pipelines_dir: str
     dataset_name: str = "billwerk"
+    duckdb_memory_limit: str = Field(
+        default=DEFAULT_DUCKDB_MEMORY_LIMIT,
+        description="DuckDB's buffer memory while loading; beyond it DuckDB spills to disk",
+    )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WarehouseResource:
@@ -129,6 +134,7 @@ class WarehouseResource(ConfigurableResource):
             duckdb_path=str(settings.duckdb_path),
             pipelines_dir=str(settings.pipelines_dir),
             dataset_name=settings.dataset_name,
+            duckdb_memory_limit=settings.duckdb_memory_limit,
         )
 
     @property
@@ -142,10 +148,12 @@ class WarehouseResource(ConfigurableResource):
         folder of its own: a code server loading definitions must never touch the working
         folder that a run is resetting at the same moment.
         """
-        credentials: str | None = None
+        credentials: DuckDbCredentials | None = None
         if self.is_duckdb:
             Path(self.duckdb_path).parent.mkdir(parents=True, exist_ok=True)
-            credentials = self.duckdb_path
+            credentials = DuckDbCredentials(
+                self.duckdb_path, global_config={"memory_limit": self.duckdb_memory_limit}
+            )
         destination = Destination.from_reference(
             self.destination,
             credentials=credentials,
