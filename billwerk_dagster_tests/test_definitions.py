@@ -3,6 +3,7 @@ settings they are built from. Loading them needs no credentials and no network."
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -132,3 +133,15 @@ def test_duckdb_loads_under_a_memory_limit_that_the_setting_can_change(tmp_path:
     with pytest.raises(BillwerkConfigError, match=r"BILLWERK_DUCKDB_MEMORY_LIMIT must be a size"):
         Settings.from_env({"BILLWERK_DUCKDB_MEMORY_LIMIT": "lots"})
 
+
+def test_arrow_allocates_with_the_system_allocator_once_the_project_is_imported() -> None:
+    # In a fresh process, as a run's worker imports the code location.
+    probe = (
+        "import billwerk_dagster.definitions, pyarrow; "
+        "print(pyarrow.default_memory_pool().backend_name)"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    output = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert output.stdout.strip() == "system"
