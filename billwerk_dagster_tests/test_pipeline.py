@@ -131,6 +131,24 @@ def test_a_month_end_burst_larger_than_a_page_loads_completely(
     assert metadata["pages"].value >= 2
 
 
+def test_a_range_run_writes_lean_metadata_per_partition(project: Project) -> None:
+    # Every partition of a range run gets its own event with the whole metadata: the
+    # child tables are named there, their column schemas are not repeated.
+    result = project.load_days(START.isoformat(), (START + timedelta(days=2)).isoformat())
+
+    events = result.asset_materializations_for_node("billwerk_windowed")
+    invoices = [e for e in events if e.asset_key.path[-1] == INVOICES.name]
+    assert sorted(str(e.partition) for e in invoices) == [
+        (START + timedelta(days=n)).isoformat() for n in range(3)
+    ]
+    for event in invoices:
+        metadata = event.metadata
+        assert metadata["child_tables"].value == "invoices__item_list"
+        assert "dagster/column_schema" in metadata
+        assert not any(key.startswith("invoices__") for key in metadata)
+        assert "jobs" not in metadata
+
+
 def test_rerunning_a_range_adds_no_duplicates_and_leaves_no_orphans(
     project: Project, sandbox_data: SandboxData
 ) -> None:

@@ -5,8 +5,9 @@
 a single run. Asset dependencies are the data's foreign keys, read from the endpoint table.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import date
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -50,8 +51,11 @@ _SPEC_CONNECTION = BillwerkConnection(
 )
 
 
-# dagster-dlt lists dlt's load jobs (temporary file names, sizes, timings): nothing a user
-# reads after the run, and a range run repeats it in every partition's event.
+# A range run writes one event per partition and asset, each with the whole metadata, and
+# Dagster's event log pays for every byte. Left out: dagster-dlt's list of dlt's load jobs
+# (temporary file names, sizes, timings: nothing a user reads after the run), and the column
+# schema of every child table, which repeats what the warehouse and dlt's schema hold. The
+# asset's own `dagster/column_schema` stays, and the child tables are named.
 _DROPPED_METADATA = frozenset({"jobs"})
 
 
@@ -119,7 +123,7 @@ def _load(
         assert result.asset_key is not None
         name = result.asset_key.path[-1]
         endpoint_stats = stats[name]
-        metadata = {k: v for k, v in (result.metadata or {}).items() if k not in _DROPPED_METADATA}
+        metadata, child_tables = _slim(name, result.metadata or {})
         loaded = metadata.get("rows_loaded")
         # dagster-dlt leaves rows_loaded out when it is zero.
         rows = loaded.value if isinstance(loaded, IntMetadataValue) and loaded.value else 0
@@ -138,9 +142,23 @@ def _load(
                 "pages": MetadataValue.int(endpoint_stats.pages),
                 "requests": MetadataValue.int(endpoint_stats.requests),
                 "fetch_seconds": MetadataValue.float(round(endpoint_stats.seconds, 3)),
+                "child_tables": MetadataValue.text(", ".join(child_tables)),
                 **({"window": MetadataValue.text(str(window))} if window else {}),
             },
         )
+
+
+def _slim(name: str, metadata: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """dagster-dlt's metadata for the asset `name` without what `_DROPPED_METADATA` says is
+    left out, and the names of its child tables, whose schemas are left out too."""
+    child_prefix = f"{name}__"
+    children = sorted(k for k in metadata if k.startswith(child_prefix))
+    kept = {
+        k: v
+        for k, v in metadata.items()
+        if k not in _DROPPED_METADATA and not k.startswith(child_prefix)
+    }
+    return kept, children
 
 
 def build_assets(start_date: date, warehouse: WarehouseResource) -> list:
