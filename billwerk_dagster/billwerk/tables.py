@@ -305,7 +305,7 @@ class PageConverter:
         data_type = self._column_type(table, name, first)
         if kinds <= _FITS[data_type]:
             try:
-                columns[name] = _array(values, data_type, clean=True)
+                columns[name] = _array(values, data_type, clean=True, kinds=kinds)
                 return
             except pa.ArrowInvalid:
                 pass  # a string that is not a timestamp, in a timestamp column
@@ -390,28 +390,34 @@ def _transpose(records: list[Any], runs: Runs | None) -> Iterator[tuple[str, lis
     yield from columns.items()
 
 
-def _array(values: list[Any], data_type: str, clean: bool = False) -> pa.Array:
-    """`values` as an Arrow array of `data_type`; `clean`: all are of that type or None."""
+def _array(
+    values: list[Any], data_type: str, clean: bool = False, kinds: set[type] | None = None
+) -> pa.Array:
+    """`values` as an Arrow array of `data_type`; `clean`: all are of that type or None.
+
+    `kinds`, when known, are the types among `values`, which saves looking at each again.
+    """
     if data_type == TIMESTAMP:
         parsed = pa.array(values, pa.string()).cast(pa.timestamp("ns", tz="UTC"))
         # Billwerk writes 100 ns ticks; the warehouse keeps microseconds, as before.
         return parsed.cast(ARROW_TYPES[TIMESTAMP], safe=False)
     if data_type == DECIMAL:
-        return _decimals(values)
+        exact = Decimal in kinds if kinds is not None else any(type(v) is Decimal for v in values)
+        return _decimals(values, exact)
     if data_type == TEXT and not clean:
         return pa.array([_text(value) for value in values], pa.string())
     return pa.array(values, ARROW_TYPES[data_type])
 
 
-def _decimals(values: list[Any]) -> pa.Array:
-    """JSON numbers as exact decimals.
+def _decimals(values: list[Any], exact: bool) -> pa.Array:
+    """JSON numbers as exact decimals; `exact`: some of them are `Decimal`s already.
 
     The client parses JSON with orjson, four times faster than `json` with `Decimal`, so
     amounts arrive as floats. Arrow writes each float as its shortest round-trip text,
     which is the JSON's own text for any number of up to 15 significant digits, and parses
     that text into the decimal: 20.14 lands as 20.14, not 20.1399999999999.
     """
-    if any(type(value) is Decimal for value in values):
+    if exact:
         text = [None if value is None else str(value) for value in values]
         return pa.array(text, pa.string()).cast(ARROW_TYPES[DECIMAL])
     floats = pa.array(values, pa.float64())
