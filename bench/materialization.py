@@ -99,10 +99,14 @@ def run_environment(
 ) -> dict[str, str]:
     """The variables a user sets, all state under `run_dir`, nothing shared between runs.
 
+    At 0 ms latency the request rate is lifted (see `Workload.max_requests_per_second`).
     `extra` adds variables to try a variant, e.g. a dlt setting.
     """
     data_dir = run_dir / "data"
     home = run_dir / "dagster_home"
+    rate = {}
+    if workload.max_requests_per_second is not None:
+        rate["BILLWERK_MAX_REQUESTS_PER_SECOND"] = f"{workload.max_requests_per_second:g}"
     home.mkdir(parents=True)
     return {
         **os.environ,
@@ -115,6 +119,7 @@ def run_environment(
         "BILLWERK_PIPELINES_DIR": str(data_dir / "dlt_pipelines"),
         "DLT_DATA_DIR": str(run_dir / "dlt_data"),
         "DAGSTER_HOME": str(home),
+        **rate,
         **(extra or {}),
     }
 

@@ -176,8 +176,13 @@ def materialize_range(url: str, workload: Workload, workdir: Path) -> float:
     )
     # One worker: the clock times the materializing thread only, so the fetch and the JSON
     # parse must happen there to be seen as phases of their own.
+    rate = workload.max_requests_per_second
     billwerk = BillwerkResource(
-        base_url=url, client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET, workers=1
+        base_url=url,
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=DEFAULT_CLIENT_SECRET,
+        workers=1,
+        **({} if rate is None else {"max_requests_per_second": rate}),
     )
     defs = build_definitions(settings, billwerk=billwerk)
     tags = {
