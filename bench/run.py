@@ -26,8 +26,9 @@ from bench.bound import plain_fetch
 from bench.machine import ForeignCpu, describe_commit, describe_machine, wait_for_quiet
 from bench.materialization import materialize_command, run_materialization
 from bench.report import repeat_record, summarize, summary_lines, write_latest, write_result
-from bench.workload import RunningSandbox, Workload, running_sandbox
+from bench.workload import Workload, running_sandbox
 from billwerk_dagster.sandbox import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SandboxClient
+from billwerk_dagster.sandbox.control import SandboxProcess
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -117,7 +118,7 @@ def measure_repeat(
     workload: Workload,
     args: argparse.Namespace,
     workdir: Path,
-    server: RunningSandbox,
+    server: SandboxProcess,
     number: int,
 ) -> dict[str, Any]:
     """(a) then (b), each with the sandbox's counters reset, and the machine's noise."""

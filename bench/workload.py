@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from billwerk_dagster.billwerk.window import Window
-from billwerk_dagster.orchestration.settings import PROJECT_ROOT
+from billwerk_dagster.sandbox.control import SandboxProcess, sandbox_server_process
 
 SANDBOX_START_TIMEOUT_S = 300
 # At 0 ms the benchmark measures the pipeline's own cost per record, against a bound that
@@ -61,34 +58,15 @@ class Workload:
         )
 
 
-@dataclass(frozen=True)
-class RunningSandbox:
-    url: str
-    pid: int
-
-
 @contextmanager
-def running_sandbox(workload: Workload, workdir: Path) -> Iterator[RunningSandbox]:
-    """The sandbox in its own process while the block runs."""
-    port_file = workdir / "sandbox.port"
-    port_file.unlink(missing_ok=True)
-    command = [
-        sys.executable, "-m", "billwerk_dagster.sandbox", "--port", "0",
-        "--port-file", str(port_file), "--start", workload.start.isoformat(),
-        "--days", str(workload.days), "--invoices", str(workload.invoices),
-        "--orders", str(workload.orders), "--latency-ms", f"{workload.latency_ms:g}",
-        "--log-level", "WARNING",
+def running_sandbox(workload: Workload, workdir: Path) -> Iterator[SandboxProcess]:
+    """The sandbox of `workload` in its own process while the block runs."""
+    flags = [
+        "--start", workload.start.isoformat(), "--days", str(workload.days),
+        "--invoices", str(workload.invoices), "--orders", str(workload.orders),
+        "--latency-ms", f"{workload.latency_ms:g}",
     ]  # fmt: skip
-
-    with (workdir / "sandbox.log").open("w") as log:
-        server = subprocess.Popen(command, stdout=log, stderr=log, cwd=PROJECT_ROOT)
-        try:
-            deadline = time.monotonic() + SANDBOX_START_TIMEOUT_S
-            while not port_file.exists() or not port_file.read_text().strip():
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the sandbox did not start; see {workdir / 'sandbox.log'}")
-                time.sleep(0.1)
-            yield RunningSandbox(f"http://127.0.0.1:{port_file.read_text().strip()}", server.pid)
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with sandbox_server_process(
+        workdir, *flags, log=workdir / "sandbox.log", start_timeout_s=SANDBOX_START_TIMEOUT_S
+    ) as server:
+        yield server

@@ -18,6 +18,7 @@ unauthenticated JSON routes:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -26,6 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -161,26 +163,45 @@ class SandboxClient:
             raise RuntimeError(msg) from e
 
 
+@dataclass(frozen=True)
+class SandboxProcess:
+    url: str
+    pid: int
+
+
 @contextmanager
 def sandbox_process(folder: Path, *args: str) -> Iterator[str]:
     """`python -m billwerk_dagster.sandbox` for the block; yields its URL.
 
     `args` are its CLI flags; `folder` holds the port file it writes once serving.
     """
+    with sandbox_server_process(folder, *args) as server:
+        yield server.url
+
+
+@contextmanager
+def sandbox_server_process(
+    folder: Path, *args: str, log: Path | None = None, start_timeout_s: float = 120
+) -> Iterator[SandboxProcess]:
+    """`sandbox_process`, with its pid, its output in `log` (else dropped), and a timeout
+    for generating the data and starting to serve."""
     port_file = folder / "sandbox.port"
     port_file.unlink(missing_ok=True)
     command = [
         sys.executable, "-m", "billwerk_dagster.sandbox", "--port", "0",
         "--port-file", str(port_file), "--log-level", "WARNING", *args,
     ]  # fmt: skip
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the local Billwerk sandbox did not start")
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port_file.read_text().strip()}"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(log.open("w")) if log else subprocess.DEVNULL
+        server = subprocess.Popen(command, stdout=output, stderr=output if log else None)
+        try:
+            deadline = time.monotonic() + start_timeout_s
+            while not (port_file.exists() and port_file.read_text().strip()):
+                if server.poll() is not None or time.monotonic() > deadline:
+                    where = f"; see {log}" if log else ""
+                    raise RuntimeError(f"the local Billwerk sandbox did not start{where}")
+                time.sleep(0.05)
+            yield SandboxProcess(f"http://127.0.0.1:{port_file.read_text().strip()}", server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
