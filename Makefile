@@ -25,8 +25,8 @@ ui: $(STAMP)
 
 ## Lint and types, then the whole test suite (its summary is the last line printed).
 test: $(STAMP)
-	$(BIN)/ruff check billwerk_dagster billwerk_dagster_tests
-	$(BIN)/ruff format --check billwerk_dagster billwerk_dagster_tests
+	$(BIN)/ruff check billwerk_dagster billwerk_dagster_tests bench
+	$(BIN)/ruff format --check billwerk_dagster billwerk_dagster_tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

@@ -160,6 +160,7 @@ def materialize_range(url: str, workload: Workload, workdir: Path) -> float:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
+    from billwerk_dagster.billwerk.client import DEFAULT_MAX_REQUESTS_PER_SECOND
     from billwerk_dagster.billwerk.endpoints import WINDOWED_ENDPOINTS
     from billwerk_dagster.orchestration.assets import asset_key
     from billwerk_dagster.orchestration.definitions import build_definitions
@@ -182,7 +183,7 @@ def materialize_range(url: str, workload: Workload, workdir: Path) -> float:
         client_id=DEFAULT_CLIENT_ID,
         client_secret=DEFAULT_CLIENT_SECRET,
         workers=1,
-        **({} if rate is None else {"max_requests_per_second": rate}),
+        max_requests_per_second=DEFAULT_MAX_REQUESTS_PER_SECOND if rate is None else rate,
     )
     defs = build_definitions(settings, billwerk=billwerk)
     tags = {
