@@ -35,7 +35,9 @@ def describe_commit() -> dict[str, Any]:
     """The short commit, `-dirty` when the working tree differs, and what differs."""
     head = (_git("rev-parse", "--short", "HEAD") or "unknown").strip()
     # --no-optional-locks: a benchmark must not even refresh the index.
-    changed = [line for line in (_git("status", "--porcelain") or "").splitlines() if line]
+    # Not bench/results: a run of several combinations writes there between them.
+    status = _git("status", "--porcelain", "--", ".", ":(exclude)bench/results") or ""
+    changed = [line for line in status.splitlines() if line]
     # Tells apart two dirty trees on the same commit: a hash of the package's diff.
     diff = _git("diff", "HEAD", "--", "billwerk_dagster") or ""
     return {
