@@ -104,9 +104,6 @@ def run_environment(
     """
     data_dir = run_dir / "data"
     home = run_dir / "dagster_home"
-    rate = {}
-    if workload.max_requests_per_second is not None:
-        rate["BILLWERK_MAX_REQUESTS_PER_SECOND"] = f"{workload.max_requests_per_second:g}"
     home.mkdir(parents=True)
     return {
         **os.environ,
@@ -119,7 +116,7 @@ def run_environment(
         "BILLWERK_PIPELINES_DIR": str(data_dir / "dlt_pipelines"),
         "DLT_DATA_DIR": str(run_dir / "dlt_data"),
         "DAGSTER_HOME": str(home),
-        **rate,
+        "BILLWERK_MAX_REQUESTS_PER_SECOND": f"{workload.max_requests_per_second:g}",
         **(extra or {}),
     }
 

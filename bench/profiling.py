@@ -160,7 +160,6 @@ def materialize_range(url: str, workload: Workload, workdir: Path) -> float:
         ASSET_PARTITION_RANGE_START_TAG,
     )
 
-    from billwerk_dagster.billwerk.client import DEFAULT_MAX_REQUESTS_PER_SECOND
     from billwerk_dagster.billwerk.endpoints import WINDOWED_ENDPOINTS
     from billwerk_dagster.orchestration.assets import asset_key
     from billwerk_dagster.orchestration.definitions import build_definitions
@@ -177,13 +176,12 @@ def materialize_range(url: str, workload: Workload, workdir: Path) -> float:
     )
     # One worker: the clock times the materializing thread only, so the fetch and the JSON
     # parse must happen there to be seen as phases of their own.
-    rate = workload.max_requests_per_second
     billwerk = BillwerkResource(
         base_url=url,
         client_id=DEFAULT_CLIENT_ID,
         client_secret=DEFAULT_CLIENT_SECRET,
         workers=1,
-        max_requests_per_second=DEFAULT_MAX_REQUESTS_PER_SECOND if rate is None else rate,
+        max_requests_per_second=workload.max_requests_per_second,
     )
     defs = build_definitions(settings, billwerk=billwerk)
     tags = {

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from billwerk_dagster.billwerk.client import DEFAULT_MAX_REQUESTS_PER_SECOND
 from billwerk_dagster.billwerk.window import Window
 from billwerk_dagster.sandbox.control import SandboxProcess, sandbox_server_process
 
@@ -43,9 +44,11 @@ class Workload:
         return Window(start=start, end=start + timedelta(days=self.days))
 
     @property
-    def max_requests_per_second(self) -> float | None:
+    def max_requests_per_second(self) -> float:
         """The request rate (b) runs with: unthrottled at 0 ms, else the project's default."""
-        return UNTHROTTLED_REQUESTS_PER_SECOND if self.latency_ms == 0 else None
+        if self.latency_ms == 0:
+            return UNTHROTTLED_REQUESTS_PER_SECOND
+        return DEFAULT_MAX_REQUESTS_PER_SECOND
 
     @property
     def slug(self) -> str:
